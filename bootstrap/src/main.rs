@@ -1,3 +1,25 @@
-fn main() {
-    println!("Hello, world!");
+//! `bootstrap`: parses the command line and hands it to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = cairn_bootstrap::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut stdout = std::io::stdout().lock();
+    match cairn_bootstrap::run(cli, &mut stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let error = anyhow::Error::from(error);
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

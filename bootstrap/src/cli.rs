@@ -1,0 +1,142 @@
+//! Command-line definitions. Flag names, defaults and meanings follow
+//! kubeadm so its users can carry their habits over.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use cairn_pki::layout::{DEFAULT_API_PORT, DEFAULT_CERT_DIR, DEFAULT_SERVICE_CIDR};
+use cairn_pki::{Cidr, ControlPlaneEndpoint, DnsDomain, KeyType, NodeName, SubjectAltName};
+use clap::builder::TypedValueParser;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bootstrap",
+    version,
+    about = "Create and manage Cairn Kubernetes clusters",
+    long_about = "Create and manage Cairn Kubernetes clusters.\n\nThe verbs mirror kubeadm's: `certs` manages the cluster PKI under /etc/kubernetes/pki, `token` creates bootstrap tokens for joining nodes.\nSet RUST_LOG=debug for detailed logs."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cluster certificates: generate, inspect, renew (kubeadm layout)
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Bootstrap tokens for joining nodes
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Generate the PKI and kubeconfigs of a control-plane node.
+    ///
+    /// Missing material is created; existing material is reused: an existing
+    /// CA signs new leaves, and a leaf whose identity no longer matches the
+    /// flags (for example a new --apiserver-cert-extra-sans entry) is
+    /// reissued, with the reason printed. Nothing is written unless the whole
+    /// run succeeds.
+    Generate(GenerateArgs),
+    /// Print the CA pin joining nodes verify (--discovery-token-ca-cert-hash)
+    CaHash(CertDirArgs),
+    /// Show when every certificate and kubeconfig expires
+    CheckExpiration(DirsArgs),
+    /// Reissue certificates with a new validity, keeping CN, O and SANs
+    Renew(RenewArgs),
+    /// Print a new random certificate key (64 hex digits) for --upload-certs
+    CertificateKey,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new random bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})
+    Generate,
+}
+
+#[derive(Debug, Args)]
+pub struct CertDirArgs {
+    /// Directory holding the PKI
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_CERT_DIR)]
+    pub cert_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DirsArgs {
+    #[command(flatten)]
+    pub cert: CertDirArgs,
+    /// Directory holding the kubeconfig files [default: the parent of --cert-dir]
+    #[arg(long, value_name = "DIR")]
+    pub kubeconfig_dir: Option<PathBuf>,
+}
+
+impl DirsArgs {
+    /// kubeadm keeps kubeconfigs in /etc/kubernetes, the parent of its
+    /// cert dir; following the cert dir keeps a relocated PKI together.
+    pub fn kubeconfig_dir(&self) -> PathBuf {
+        self.kubeconfig_dir.clone().unwrap_or_else(|| {
+            self.cert
+                .cert_dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), PathBuf::from)
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// What to renew: `all`, a certificate (apiserver, etcd-server, ...) or a kubeconfig (admin.conf, ...)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    #[command(flatten)]
+    pub dirs: DirsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub dirs: DirsArgs,
+    /// Skip the kubeconfig files
+    #[arg(long)]
+    pub skip_kubeconfigs: bool,
+    /// This node's name, used in the apiserver, etcd and kubelet certificates [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<NodeName>,
+    /// The IP address the apiserver advertises to cluster members
+    #[arg(long, value_name = "IP", value_parser = parse_advertise_address)]
+    pub apiserver_advertise_address: IpAddr,
+    /// Port the apiserver listens on
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_API_PORT)]
+    pub apiserver_bind_port: u16,
+    /// Stable address of the control plane (a VIP or DNS name), HOST[:PORT]
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub control_plane_endpoint: Option<ControlPlaneEndpoint>,
+    /// Service network; its first address goes into the apiserver certificate (comma-separated for dual-stack)
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', default_value = DEFAULT_SERVICE_CIDR)]
+    pub service_cidr: Vec<Cidr>,
+    /// Cluster DNS domain
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub service_dns_domain: DnsDomain,
+    /// Extra subject alternative names for the apiserver certificate: IPs or DNS names, wildcards allowed
+    #[arg(long, value_name = "SAN,...", value_delimiter = ',')]
+    pub apiserver_cert_extra_sans: Vec<SubjectAltName>,
+    /// Key algorithm for new keys
+    #[arg(long, value_name = "TYPE", default_value = "ecdsa-p256", value_parser = clap::builder::PossibleValuesParser::new(KeyType::NAMES).map(|s| s.parse::<KeyType>().unwrap_or_default()))]
+    pub key_type: KeyType,
+}
+
+fn parse_advertise_address(text: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP address"))?;
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err(format!(
+            "{ip} cannot be advertised; give the address other nodes reach this one on"
+        ));
+    }
+    Ok(ip)
+}

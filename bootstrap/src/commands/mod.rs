@@ -1,0 +1,4 @@
+//! One module per verb group.
+
+pub mod certs;
+pub mod token;

@@ -1,0 +1,25 @@
+//! Errors of the `bootstrap` commands.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Pki(#[from] cairn_pki::PkiError),
+    #[error("{flag}: {message}")]
+    InvalidFlag { flag: &'static str, message: String },
+    #[error("{path}: {source}")]
+    BadCertificate {
+        path: PathBuf,
+        #[source]
+        source: cairn_pki::cert::CertError,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
