@@ -17,8 +17,10 @@ fn main() -> ExitCode {
     match cairn_bootstrap::run(cli, &mut stdout) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // The library's messages already carry their causes, so only
+            // the top-level message is printed.
             let error = anyhow::Error::from(error);
-            eprintln!("error: {error:#}");
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }

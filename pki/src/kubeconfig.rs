@@ -24,6 +24,7 @@ pub enum KubeconfigError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Kubeconfig {
+    #[serde(rename = "apiVersion")]
     pub api_version: String,
     pub kind: String,
     #[serde(default)]

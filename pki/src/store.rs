@@ -17,7 +17,16 @@ use crate::layout::{Authority, PkiPaths};
 pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // A file where a parent directory should be means the file does not
+        // exist either; writing will report the real problem.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
         Err(source) => Err(PkiError::Read {
             path: path.to_path_buf(),
             source,

@@ -226,33 +226,36 @@ impl NodeName {
     }
 }
 
-impl FromStr for NodeName {
-    type Err = InvalidValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let expected = "expected a lower-case RFC 1123 name (a-z, 0-9, '-', '.'; at most 253 characters, starting and ending with a letter or digit)";
-        if s.is_empty() || s.len() > 253 {
-            return Err(invalid(format!("{s:?}: {expected}")));
-        }
-        if s.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(invalid(format!(
-                "{s:?}: upper-case letters are not allowed; use {:?}",
-                s.to_ascii_lowercase()
-            )));
-        }
-        for label in s.split('.') {
-            let ok = !label.is_empty()
+fn is_rfc1123_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
                 && label.len() <= 63
                 && label
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
-                && !label.ends_with('-');
-            if !ok {
-                return Err(invalid(format!("{s:?}: {expected}")));
-            }
+                && !label.ends_with('-')
+        })
+}
+
+impl FromStr for NodeName {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if is_rfc1123_subdomain(s) {
+            return Ok(Self(s.to_owned()));
         }
-        Ok(Self(s.to_owned()))
+        let lower = s.to_ascii_lowercase();
+        if is_rfc1123_subdomain(&lower) {
+            return Err(invalid(format!(
+                "{s:?}: upper-case letters are not allowed in a node name; use {lower:?}"
+            )));
+        }
+        Err(invalid(format!(
+            "{s:?}: expected a lower-case RFC 1123 name (a-z, 0-9, '-', '.'; at most 253 characters, each label starting and ending with a letter or digit)"
+        )))
     }
 }
 
