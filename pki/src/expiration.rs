@@ -67,28 +67,28 @@ pub fn check_expiration(
     };
 
     let mut certificates = Vec::new();
-    if let Some(dir) = &paths.kubeconfig_dir {
-        if dir.is_dir() {
-            for file in KubeconfigFile::ALL {
-                let Some(path) = paths.kubeconfig(file) else {
-                    continue;
-                };
-                let expiry = match read_optional(&path)? {
-                    None => Expiry::Missing,
-                    Some(text) => {
-                        match Kubeconfig::parse(&text).and_then(|k| k.current_credentials()) {
-                            Ok(creds) => cert_expiry(Some(creds.client_cert_pem)),
-                            Err(e) => Expiry::Unreadable(e.to_string()),
-                        }
+    if let Some(dir) = &paths.kubeconfig_dir
+        && dir.is_dir()
+    {
+        for file in KubeconfigFile::ALL {
+            let Some(path) = paths.kubeconfig(file) else {
+                continue;
+            };
+            let expiry = match read_optional(&path)? {
+                None => Expiry::Missing,
+                Some(text) => {
+                    match Kubeconfig::parse(&text).and_then(|k| k.current_credentials()) {
+                        Ok(creds) => cert_expiry(Some(creds.client_cert_pem)),
+                        Err(e) => Expiry::Unreadable(e.to_string()),
                     }
-                };
-                certificates.push(ExpirationRow {
-                    name: file.file_name().to_owned(),
-                    expiry,
-                    authority: Some(Authority::Kubernetes.name()),
-                    externally_managed: external(Authority::Kubernetes),
-                });
-            }
+                }
+            };
+            certificates.push(ExpirationRow {
+                name: file.file_name().to_owned(),
+                expiry,
+                authority: Some(Authority::Kubernetes.name()),
+                externally_managed: external(Authority::Kubernetes),
+            });
         }
     }
     for leaf in Leaf::ALL {

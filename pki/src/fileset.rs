@@ -83,10 +83,10 @@ impl FileSet {
                 path: file.path.clone(),
                 source,
             })?;
-            if let Some(parent) = file.path.parent() {
-                if !dirs_to_sync.contains(&parent) {
-                    dirs_to_sync.push(parent);
-                }
+            if let Some(parent) = file.path.parent()
+                && !dirs_to_sync.contains(&parent)
+            {
+                dirs_to_sync.push(parent);
             }
         }
         for dir in dirs_to_sync {

@@ -96,13 +96,13 @@ impl LoadedAuthority {
         if !loaded.info.is_ca {
             return Err(PkiError::NotACa { path: cert_path });
         }
-        if let Some(key) = &loaded.key {
-            if !loaded.info.matches_key(key) {
-                return Err(PkiError::KeyMismatch {
-                    cert: cert_path,
-                    key: key_path,
-                });
-            }
+        if let Some(key) = &loaded.key
+            && !loaded.info.matches_key(key)
+        {
+            return Err(PkiError::KeyMismatch {
+                cert: cert_path,
+                key: key_path,
+            });
         }
         Ok(Some(loaded))
     }

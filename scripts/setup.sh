@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what building and testing Cairn needs on a Debian 12 machine.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian packages the build and the tests use.
+#   openssl            independent verifier of the PKI in tests
+#   gcc, libc6-dev     C code in ring (crypto) and other -sys crates
+#   pkg-config         locating system libraries for -sys crates
+packages=(openssl ca-certificates gcc libc6-dev pkg-config)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+# A stock kubectl is the reference client; Debian ships it as kubernetes-client.
+if ! command -v kubectl >/dev/null 2>&1; then
+    missing+=(kubernetes-client)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found. Cairn needs Rust 1.90 or newer (edition 2024); install it with rustup." >&2
+    exit 1
+fi
+rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "$rust_minor" -lt 90 ]; then
+    echo "error: $(rustc --version) is too old; Cairn needs Rust 1.90 or newer (edition 2024)." >&2
+    exit 1
+fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null 2>&1; then
+            log "adding the $component component"
+            rustup component add "$component"
+        fi
+    fi
+done
+mkdir -p "${CAIRN_CACHE:-$HOME/.cache/cairn}"
