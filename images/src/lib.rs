@@ -7,5 +7,12 @@
 //! nothing here mounts a filesystem: all on-disk formats are written in user
 //! space so the builder runs unprivileged.
 //!
-//! The builder itself is not implemented yet; this crate currently only
-//! reserves its place in the workspace.
+//! Implemented so far:
+//!
+//! - [`profile`]: the profile model, `extends` merging, validation, rendering
+//!   and digest;
+//! - [`deb`]: reading and safely extracting Debian packages in pure Rust.
+
+pub mod deb;
+pub mod fetch;
+pub mod profile;
