@@ -31,6 +31,67 @@ pub enum Command {
     /// Bootstrap tokens for joining nodes
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Build and inspect node images from TOML profiles
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build every output of a profile into a directory.
+    ///
+    /// Outputs: vmlinuz, initramfs.cpio.zst, rootfs.squashfs, cmdline,
+    /// cairn.efi, disk.raw, disk.qcow2, boot.ipxe, manifest.json,
+    /// sbom.spdx.json. They are written to a temporary directory and moved
+    /// into place only when the whole build succeeded. Set SOURCE_DATE_EPOCH
+    /// for byte-identical rebuilds.
+    Build(ImageBuildArgs),
+    /// Print the fully resolved profile (after `extends`)
+    Show(ImageShowArgs),
+    /// Show what a built image contains: outputs, packages, sizes, files
+    Inspect(ImageInspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// The profile to build
+    #[arg(long, value_name = "FILE")]
+    pub profile: PathBuf,
+    /// Output directory (replaced as a whole when the build succeeds)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Download cache [default: $CAIRN_CACHE or ~/.cache/cairn]
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Parallel jobs for compression [default: number of CPUs]
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Take Debian packages from this directory of .deb files instead of apt
+    #[arg(long, value_name = "DIR")]
+    pub debs: Option<PathBuf>,
+    /// Take Cairn's binaries from this directory instead of building them
+    #[arg(long, value_name = "DIR")]
+    pub binaries: Option<PathBuf>,
+    /// Refresh apt's package lists even if they are recent
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageShowArgs {
+    /// The profile to resolve
+    #[arg(long, value_name = "FILE")]
+    pub profile: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageInspectArgs {
+    /// A directory written by `image build`
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Also list every file of the root filesystem
+    #[arg(long)]
+    pub files: bool,
 }
 
 #[allow(clippy::large_enum_variant)]

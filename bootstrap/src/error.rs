@@ -20,6 +20,12 @@ pub enum BootstrapError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Profile(#[from] cairn_images::profile::ProfileError),
+    #[error("image build failed: {0}")]
+    Build(#[from] cairn_images::build::BuildError),
+    #[error("{0}")]
+    Inspect(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -20,5 +20,6 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), BootstrapError> {
     match cli.command {
         cli::Command::Certs(certs) => commands::certs::run(certs, out),
         cli::Command::Token(token) => commands::token::run(token, out),
+        cli::Command::Image(image) => commands::image::run(image, out),
     }
 }

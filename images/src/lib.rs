@@ -13,6 +13,13 @@
 //!   and digest;
 //! - [`deb`]: reading and safely extracting Debian packages in pure Rust.
 
+pub mod build;
+pub mod cpio;
 pub mod deb;
+pub mod fat;
 pub mod fetch;
+pub mod gpt;
+pub mod kmod;
 pub mod profile;
+pub mod qcow2;
+pub mod uki;

@@ -1,8 +1,8 @@
-//! `node-agent`: Cairn's init process and node supervisor.
-//!
-//! In the initramfs it runs as `/init`; on the booted node it runs as PID 1.
-//! The boot flow is not implemented yet: the binary only reports its version.
+//! `node-agent` binary: decides the mode and hands over to the library.
 
 fn main() {
-    println!("cairn node-agent {}", env!("CARGO_PKG_VERSION"));
+    if cairn_node_agent::is_init() {
+        cairn_node_agent::run_init(&mut std::io::stdout());
+    }
+    println!("{}", cairn_node_agent::banner());
 }

@@ -1,4 +1,5 @@
 //! One module per verb group.
 
 pub mod certs;
+pub mod image;
 pub mod token;

@@ -73,7 +73,8 @@ fn parse_uri_line(line: &str) -> Result<UriLine, AptError> {
     let mut fields = rest.split_whitespace();
     let file_name = fields.next().ok_or_else(bad)?.to_owned();
     let size = fields.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-    let hash = fields.next().ok_or_else(bad)?.to_owned();
+    // apt leaves the hash out for some sources; the index is asked instead.
+    let hash = fields.next().unwrap_or_default().to_owned();
     Ok(UriLine {
         file_name,
         size,
@@ -112,8 +113,12 @@ impl AptRepository {
     }
 
     fn base_command(&self, archives: &Path) -> Command {
+        self.command("apt-get", archives)
+    }
+
+    fn command(&self, program: &str, archives: &Path) -> Command {
         let state = &self.state;
-        let mut command = Command::new("apt-get");
+        let mut command = Command::new(program);
         command
             .arg("-o")
             .arg(format!("Dir::State={}", state.join("state").display()))
@@ -245,20 +250,28 @@ impl AptRepository {
 
         // 2. The sha256 of each, from the signed index.
         let specs: Vec<String> = wanted.iter().map(|(n, v, _)| format!("{n}={v}")).collect();
-        let mut command = self.base_command(&empty);
-        command
-            .args(["download", "-qq", "--print-uris"])
-            .args(&specs);
-        let listing = self.run(command, "download --print-uris")?;
+        let mut command = self.command("apt-cache", &empty);
+        command.arg("show").args(&specs);
+        let listing = self.run(command, "apt-cache show")?;
         let mut digests = BTreeMap::new();
-        for line in listing.lines().filter(|l| l.starts_with('\'')) {
-            let entry = parse_uri_line(line)?;
-            let sha256 = entry
-                .hash
-                .strip_prefix("SHA256:")
-                .ok_or_else(|| AptError::Parse(line.to_owned()))?
-                .to_ascii_lowercase();
-            digests.insert(entry.file_name.replace("%3a", ":"), (sha256, entry.size));
+        for stanza in listing.split("\n\n") {
+            let field = |name: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
+                    .map(str::trim)
+            };
+            if let (Some(package), Some(version), Some(arch), Some(sha256), Some(size)) = (
+                field("Package"),
+                field("Version"),
+                field("Architecture"),
+                field("SHA256"),
+                field("Size").and_then(|s| s.parse::<u64>().ok()),
+            ) {
+                digests
+                    .entry(format!("{package}_{version}_{arch}.deb"))
+                    .or_insert((sha256.to_ascii_lowercase(), size));
+            }
         }
 
         // 3. Download what the cache lacks, through apt (which verifies it).
