@@ -75,6 +75,9 @@ pub struct ImageBuildArgs {
     /// Refresh apt's package lists even if they are recent
     #[arg(long)]
     pub refresh: bool,
+    /// Rebuild every artifact even when an identical one is cached
+    #[arg(long)]
+    pub no_reuse: bool,
 }
 
 #[derive(Debug, Args)]

@@ -29,12 +29,13 @@ fn run_build(args: ImageBuildArgs, out: &mut dyn Write) -> Result<(), BootstrapE
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    let source_date_epoch = BuildOptions::default_epoch(&args.profile);
     let options = BuildOptions {
         profile: args.profile,
         out: args.out,
         cache: args.cache.unwrap_or_else(cache::default_root),
         jobs,
-        source_date_epoch: BuildOptions::epoch_from_env(),
+        source_date_epoch,
         packages: match args.debs {
             Some(dir) => PackageSource::Directory(dir),
             None => PackageSource::Apt,
@@ -42,6 +43,7 @@ fn run_build(args: ImageBuildArgs, out: &mut dyn Write) -> Result<(), BootstrapE
         binaries_dir: args.binaries,
         workspace: None,
         refresh: args.refresh,
+        no_reuse: args.no_reuse,
     };
     let report = build::build(&options)?;
     writeln!(

@@ -94,20 +94,41 @@ pub struct BuildOptions {
     pub workspace: Option<PathBuf>,
     /// Refresh apt's package lists even if they are recent.
     pub refresh: bool,
+    /// Rebuild every artifact even if an identical one is cached (proves
+    /// reproducibility rather than assuming it).
+    pub no_reuse: bool,
 }
 
 impl BuildOptions {
-    /// `SOURCE_DATE_EPOCH` from the environment, else the current time.
-    pub fn epoch_from_env() -> u64 {
-        std::env::var("SOURCE_DATE_EPOCH")
+    /// The build's timestamp: `SOURCE_DATE_EPOCH` when set; else the time
+    /// of the last commit of the git checkout holding the profile (the
+    /// reproducible-builds convention, so rebuilds of one commit match);
+    /// else the current time.
+    pub fn default_epoch(profile: &Path) -> u64 {
+        if let Some(epoch) = std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0)
-            })
+        {
+            return epoch;
+        }
+        let dir = profile
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let from_git = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["log", "-1", "--format=%ct"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
+        from_git.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        })
     }
 }
 
@@ -335,17 +356,22 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
 
     timer.stage("writing rootfs.squashfs");
     let squashfs_path = out.join("rootfs.squashfs");
-    squashfs::write(
+    let reused = squashfs::write(
         &root,
         &squashfs_path,
         &ownership,
         &squashfs::SquashfsOptions {
             source_date_epoch: options.source_date_epoch,
             jobs: options.jobs,
-            zstd_level: 15,
+            zstd_level: 19,
         },
         &work,
+        (!options.no_reuse).then_some(&cache),
     )?;
+
+    if reused {
+        tracing::info!("root filesystem unchanged: reused the cached squashfs");
+    }
 
     timer.stage("writing initramfs.cpio.zst");
     let init = binaries.get("node-agent").ok_or_else(|| {

@@ -6,12 +6,22 @@
 //! packages' real owners and modes), and has first-class reproducibility
 //! flags (`-reproducible`, `-mkfs-time`, `-all-time`); it also sorts
 //! directory entries itself.
+//!
+//! zstd level 19 with 1 MiB blocks is ~8% smaller than level 15 but takes
+//! three times as long, so finished images are kept in the cache under a
+//! digest of everything that decides their bytes (every path, type, mode,
+//! owner, symlink target and file content, plus the options): a rebuild
+//! whose root did not change reuses the previous squashfs.
 
 use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 use super::BuildError;
+use crate::fetch::cache::{Cache, sha256_file};
 
 /// Ownership and mode an entry must have in the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,13 +48,64 @@ fn quote(path: &Path) -> String {
     }
 }
 
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A digest of everything that decides the squashfs bytes.
+pub fn tree_digest(
+    root: &Path,
+    pseudo: &str,
+    options: &SquashfsOptions,
+) -> Result<String, BuildError> {
+    let mut hasher = Sha256::new();
+    hasher.update(format!(
+        "cairn-squashfs-v1 epoch={} level={}\n",
+        options.source_date_epoch, options.zstd_level
+    ));
+    hasher.update(pseudo.as_bytes());
+    let mut stack = vec![PathBuf::new()];
+    while let Some(relative) = stack.pop() {
+        let path = root.join(&relative);
+        let mut children: Vec<_> = std::fs::read_dir(&path)
+            .map_err(io_err(&path))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        children.sort();
+        // Reverse so the stack pops them in sorted order.
+        for name in children.into_iter().rev() {
+            let child = relative.join(&name);
+            let full = root.join(&child);
+            let meta = std::fs::symlink_metadata(&full).map_err(io_err(&full))?;
+            let mode = meta.permissions().mode();
+            let line = if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&full).map_err(io_err(&full))?;
+                format!("L {} {:o} {}\n", child.display(), mode, target.display())
+            } else if meta.is_dir() {
+                stack.push(child.clone());
+                format!("D {} {:o}\n", child.display(), mode)
+            } else {
+                format!("F {} {:o} {}\n", child.display(), mode, sha256_file(&full)?)
+            };
+            hasher.update(line.as_bytes());
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Writes `out` from `root`, reusing a cached squashfs of the same tree.
 pub fn write(
     root: &Path,
     out: &Path,
     ownership: &[Ownership],
     options: &SquashfsOptions,
     work: &Path,
-) -> Result<(), BuildError> {
+    cache: Option<&Cache>,
+) -> Result<bool, BuildError> {
     let mut pseudo = String::new();
     for entry in ownership {
         let _ = writeln!(
@@ -56,13 +117,26 @@ pub fn write(
             entry.gid
         );
     }
+    let cached = match cache {
+        Some(cache) => {
+            let digest = tree_digest(root, &pseudo, options)?;
+            let dir = cache.root().join("squashfs");
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            let cached = dir.join(format!("{digest}.squashfs"));
+            if cached.is_file() {
+                std::fs::copy(&cached, out).map_err(io_err(&cached))?;
+                return Ok(true);
+            }
+            Some(cached)
+        }
+        None => None,
+    };
     let pseudo_path = work.join("squashfs.pseudo");
-    std::fs::write(&pseudo_path, pseudo).map_err(|source| BuildError::Io {
-        path: pseudo_path.clone(),
-        source,
-    })?;
+    std::fs::write(&pseudo_path, pseudo).map_err(io_err(&pseudo_path))?;
     let epoch = options.source_date_epoch.to_string();
     let output = Command::new("mksquashfs")
+        // mksquashfs refuses SOURCE_DATE_EPOCH together with explicit times.
+        .env_remove("SOURCE_DATE_EPOCH")
         .arg(root)
         .arg(out)
         .args([
@@ -91,5 +165,12 @@ pub fn write(
             String::from_utf8_lossy(&output.stderr).trim()
         )));
     }
-    Ok(())
+    if let Some(cached) = cached {
+        // Into the cache through a temporary name, so a crash never leaves
+        // a truncated entry under a valid digest.
+        let temp = cached.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::copy(out, &temp).map_err(io_err(&temp))?;
+        std::fs::rename(&temp, &cached).map_err(io_err(&cached))?;
+    }
+    Ok(false)
 }

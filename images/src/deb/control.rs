@@ -151,17 +151,20 @@ fn parse_relations(text: &str) -> Result<Vec<Vec<Dependency>>, String> {
 fn parse_dependency(text: &str) -> Result<Dependency, String> {
     let text = text.trim();
     // Architecture restrictions `[...]` and build profiles `<...>` only
-    // appear in source packages; drop them if present.
-    let text = text.split(['[', '<']).next().unwrap_or_default().trim();
+    // appear in source packages; they follow the name and any version, so
+    // only text outside the parentheses is cut (`<<` is a version operator).
     let (name_part, version) = match text.split_once('(') {
         Some((name, rest)) => {
-            let version = rest
-                .strip_suffix(')')
+            let (version, _) = rest
+                .split_once(')')
                 .ok_or_else(|| format!("unclosed `(` in `{text}`"))?;
             let version = version.split_whitespace().collect::<Vec<_>>().join(" ");
             (name.trim(), Some(version))
         }
-        None => (text, None),
+        None => (
+            text.split(['[', '<']).next().unwrap_or_default().trim(),
+            None,
+        ),
     };
     let (name, arch_qualifier) = match name_part.split_once(':') {
         Some((name, arch)) => (name, Some(arch.trim().to_owned())),
@@ -215,5 +218,24 @@ mod tests {
         assert!(bad.is_err_and(|e| e.contains("line 2")));
         let bad_name = DebControl::parse("Package: Runc\nVersion: 1\nArchitecture: all\n");
         assert!(bad_name.is_err_and(|e| e.contains("invalid package name")));
+    }
+}
+
+#[cfg(test)]
+mod relation_tests {
+    use super::*;
+
+    #[test]
+    fn version_operators_and_alternatives_parse() {
+        let groups = parse_relations(
+            "klibc-utils (>= 2.0.4-8~), logsave | e2fsprogs (<< 1.45.3-1~), libc6:any, foo (>= 1) [amd64] <!nocheck>",
+        )
+        .expect("parse");
+        assert_eq!(groups.len(), 4);
+        assert_eq!(groups[1][1].name.as_str(), "e2fsprogs");
+        assert_eq!(groups[1][1].version.as_deref(), Some("<< 1.45.3-1~"));
+        assert_eq!(groups[2][0].arch_qualifier.as_deref(), Some("any"));
+        assert_eq!(groups[3][0].version.as_deref(), Some(">= 1"));
+        assert!(parse_relations("broken (>= 1").is_err());
     }
 }

@@ -242,9 +242,7 @@ impl AptRepository {
             let entry = parse_uri_line(line)?;
             let (name, version, arch) = split_deb_file_name(&entry.file_name)
                 .ok_or_else(|| AptError::Parse(line.to_owned()))?;
-            if !skip.contains(&name) {
-                wanted.push((name, version, arch));
-            }
+            wanted.push((name, version, arch));
         }
         wanted.sort();
 
@@ -318,7 +316,7 @@ impl AptRepository {
             }
         }
 
-        wanted
+        let fetched = wanted
             .into_iter()
             .map(|(name, version, architecture)| {
                 let file = format!("{name}_{version}_{architecture}.deb");
@@ -341,8 +339,53 @@ impl AptRepository {
                     size,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, AptError>>()?;
+        prune_skipped(fetched, packages, skip)
     }
+}
+
+/// Drops skipped packages together with everything only they needed.
+///
+/// apt resolves the closure as if every package were installed; a profile's
+/// `skip-packages` (say `perl-base` or `usrmerge`) must also take out the
+/// dependencies nothing else uses, or skipping would save almost nothing.
+/// Reachability follows `Depends` and `Pre-Depends` from the requested
+/// packages, taking the first alternative the closure contains.
+pub fn prune_skipped(
+    fetched: Vec<FetchedPackage>,
+    roots: &[String],
+    skip: &BTreeSet<String>,
+) -> Result<Vec<FetchedPackage>, AptError> {
+    let mut controls = BTreeMap::new();
+    for package in &fetched {
+        let control = deb::read_control(&package.path).map_err(|source| AptError::Deb {
+            path: package.path.clone(),
+            source,
+        })?;
+        controls.insert(package.name.clone(), control);
+    }
+    let mut reachable = BTreeSet::new();
+    let mut queue: VecDeque<String> = roots.iter().cloned().collect();
+    while let Some(name) = queue.pop_front() {
+        if skip.contains(&name) || !reachable.insert(name.clone()) {
+            continue;
+        }
+        let Some(control) = controls.get(&name) else {
+            continue;
+        };
+        for group in control.depends.iter().chain(&control.pre_depends) {
+            if let Some(alternative) = group
+                .iter()
+                .find(|alt| controls.contains_key(alt.name.as_str()))
+            {
+                queue.push_back(alternative.name.to_string());
+            }
+        }
+    }
+    Ok(fetched
+        .into_iter()
+        .filter(|p| reachable.contains(&p.name))
+        .collect())
 }
 
 /// Resolves `packages` against a directory of `.deb` files and adds the
