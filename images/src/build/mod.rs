@@ -224,6 +224,16 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     }
     let cache = Cache::open(&options.cache)?;
 
+    // Artifacts first: a bad pin fails in seconds, before the heavy downloads.
+    timer.stage("fetching artifacts");
+    let mut artifacts = Vec::new();
+    for artifact in &profile.artifacts {
+        let url_text = artifact.url.to_string();
+        let sha = artifact.sha256.to_string();
+        let path = url::fetch(&cache, &url_text, &sha, url::Retry::default())?;
+        artifacts.push((artifact.clone(), path));
+    }
+
     timer.stage("fetching Debian packages");
     let skip: BTreeSet<String> = profile
         .skip_packages
@@ -246,15 +256,6 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         Some(package) => fetch_packages(options, &cache, &[package.to_string()], &skip)?,
         None => Vec::new(),
     };
-
-    timer.stage("fetching artifacts");
-    let mut artifacts = Vec::new();
-    for artifact in &profile.artifacts {
-        let url_text = artifact.url.to_string();
-        let sha = artifact.sha256.to_string();
-        let path = url::fetch(&cache, &url_text, &sha, url::Retry::default())?;
-        artifacts.push((artifact.clone(), path));
-    }
 
     timer.stage("preparing Cairn binaries");
     let binary_names: Vec<String> = profile
