@@ -10,10 +10,17 @@ as_root() {
 }
 
 # Debian packages the build and the tests use.
-#   openssl            independent verifier of the PKI in tests
-#   gcc, libc6-dev     C code in ring (crypto) and other -sys crates
-#   pkg-config         locating system libraries for -sys crates
-packages=(openssl ca-certificates gcc libc6-dev pkg-config)
+#   openssl                 independent verifier of the PKI in tests
+#   gcc, libc6-dev          C code in ring (crypto) and other -sys crates
+#   pkg-config, git         -sys crates; the default SOURCE_DATE_EPOCH
+#   squashfs-tools          mksquashfs/unsquashfs for the read-only root
+#   qemu-system-x86, ovmf   booting images (UEFI through OVMF)
+#   qemu-utils              qemu-img for VM disk overlays and qcow2 checks
+#   fdisk, gdisk, mtools, dosfstools, cpio, binutils, systemd-boot-efi
+#                           independent readers the format tests check against
+packages=(openssl ca-certificates gcc libc6-dev pkg-config git squashfs-tools
+          qemu-system-x86 qemu-utils ovmf fdisk gdisk mtools dosfstools cpio
+          binutils systemd-boot-efi)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -34,6 +34,36 @@ pub enum Command {
     /// Build and inspect node images from TOML profiles
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Run Cairn nodes in QEMU (KVM when it works, TCG otherwise)
+    #[command(subcommand)]
+    Qemu(QemuCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QemuCommand {
+    /// Boot one VM from a built image and show its serial console until it
+    /// powers off
+    Boot(QemuBootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QemuBootArgs {
+    /// A directory written by `image build`
+    #[arg(long, value_name = "DIR")]
+    pub image: PathBuf,
+    /// Boot disk.qcow2 through UEFI firmware (OVMF) instead of loading
+    /// vmlinuz + initramfs directly (the PXE path)
+    #[arg(long)]
+    pub uefi: bool,
+    /// Memory in MiB
+    #[arg(long, default_value_t = 1024)]
+    pub memory: u32,
+    /// Give up after this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub timeout: u64,
+    /// Where the serial log and disk overlay go [default: a temporary directory]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

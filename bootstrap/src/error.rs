@@ -26,6 +26,8 @@ pub enum BootstrapError {
     Build(#[from] cairn_images::build::BuildError),
     #[error("{0}")]
     Inspect(String),
+    #[error(transparent)]
+    Vm(#[from] cairn_qemu_tests::VmError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -21,5 +21,6 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), BootstrapError> {
         cli::Command::Certs(certs) => commands::certs::run(certs, out),
         cli::Command::Token(token) => commands::token::run(token, out),
         cli::Command::Image(image) => commands::image::run(image, out),
+        cli::Command::Qemu(qemu) => commands::qemu::run(qemu, out),
     }
 }

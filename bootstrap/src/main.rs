@@ -16,6 +16,13 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     match cairn_bootstrap::run(cli, &mut stdout) {
         Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`bootstrap ... | head`) is the reader's choice, not
+        // a failure.
+        Err(cairn_bootstrap::BootstrapError::Output(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             // The library's messages already carry their causes, so only
             // the top-level message is printed.

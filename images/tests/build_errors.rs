@@ -22,7 +22,10 @@ fn profile(dir: &Path, extra: &str) -> PathBuf {
     let base = workspace().join("profiles/base.toml");
     std::fs::write(
         &path,
-        format!("extends = {:?}\nname = \"test\"\n{extra}\n", base.display().to_string()),
+        format!(
+            "extends = {:?}\nname = \"test\"\n{extra}\n",
+            base.display().to_string()
+        ),
     )
     .expect("write profile");
     path
@@ -53,13 +56,19 @@ fn options(dir: &Path, profile: PathBuf, cache: PathBuf) -> BuildOptions {
 
 /// Nothing but the inputs the test wrote may be left in `dir`.
 fn assert_no_output(dir: &Path) {
-    assert!(!dir.join("out").exists(), "a failed build left an output directory");
+    assert!(
+        !dir.join("out").exists(),
+        "a failed build left an output directory"
+    );
     let leftovers: Vec<String> = std::fs::read_dir(dir)
         .expect("read dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".cairn-build-"))
         .collect();
-    assert!(leftovers.is_empty(), "staging directories left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "staging directories left behind: {leftovers:?}"
+    );
 }
 
 /// Serves `body` for every request on a loopback port.
@@ -99,7 +108,10 @@ fn an_unknown_key_is_an_error() {
     let path = profile(dir.path(), "[kernel]\ncmdlin = [\"console=ttyS0\"]\n");
     let err = build(&options(dir.path(), path, dir.path().join("cache"))).expect_err("unknown key");
     let text = err.to_string();
-    assert!(text.contains("cmdlin") && text.contains("test.toml:"), "{text}");
+    assert!(
+        text.contains("cmdlin") && text.contains("test.toml:"),
+        "{text}"
+    );
     assert_no_output(dir.path());
 }
 
@@ -107,9 +119,13 @@ fn an_unknown_key_is_an_error() {
 fn an_unknown_package_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = profile(dir.path(), "packages = [\"cairn-no-such-package\"]\n");
-    let err = build(&options(dir.path(), path, cache::default_root())).expect_err("unknown package");
+    let err =
+        build(&options(dir.path(), path, cache::default_root())).expect_err("unknown package");
     let text = err.to_string();
-    assert!(text.contains("unknown Debian package(s): cairn-no-such-package"), "{text}");
+    assert!(
+        text.contains("unknown Debian package(s): cairn-no-such-package"),
+        "{text}"
+    );
     assert_no_output(dir.path());
 }
 
@@ -122,15 +138,27 @@ fn a_sha256_mismatch_is_refused_and_not_cached() {
     let url = format!("{}/tool", serve(body));
     let path = profile(
         dir.path(),
-        &format!("[[artifact]]\nurl = {url:?}\nsha256 = {pinned_sha:?}\nto = \"usr/bin/tool\"\nmode = \"0755\"\n"),
+        &format!(
+            "[[artifact]]\nurl = {url:?}\nsha256 = {pinned_sha:?}\nto = \"usr/bin/tool\"\nmode = \"0755\"\n"
+        ),
     );
     let cache_dir = dir.path().join("cache");
     let err = build(&options(dir.path(), path, cache_dir.clone())).expect_err("mismatch");
     let text = err.to_string();
-    assert!(text.contains("sha256 mismatch") && text.contains(&pinned_sha) && text.contains(&served_sha), "{text}");
+    assert!(
+        text.contains("sha256 mismatch")
+            && text.contains(&pinned_sha)
+            && text.contains(&served_sha),
+        "{text}"
+    );
     let cache = Cache::open(&cache_dir).expect("cache");
-    assert!(!cache.contains(&pinned_sha) && !cache.contains(&served_sha), "the cache was poisoned");
-    let temporaries = std::fs::read_dir(cache_dir.join("tmp")).expect("tmp").count();
+    assert!(
+        !cache.contains(&pinned_sha) && !cache.contains(&served_sha),
+        "the cache was poisoned"
+    );
+    let temporaries = std::fs::read_dir(cache_dir.join("tmp"))
+        .expect("tmp")
+        .count();
     assert_eq!(temporaries, 0, "a rejected download was left in the cache");
     assert_no_output(dir.path());
 }
@@ -188,7 +216,10 @@ fn a_full_disk_fails_cleanly() {
         .arg(&small)
         .status()
         .expect("run mount");
-    assert!(mounted.success(), "mounting a small tmpfs needs root (the test suite runs as root)");
+    assert!(
+        mounted.success(),
+        "mounting a small tmpfs needs root (the test suite runs as root)"
+    );
     struct Unmount<'a>(&'a Path);
     impl Drop for Unmount<'_> {
         fn drop(&mut self) {
@@ -203,5 +234,8 @@ fn a_full_disk_fails_cleanly() {
     let text = err.to_string();
     assert!(text.contains("No space left on device"), "{text}");
     let left: Vec<_> = std::fs::read_dir(&small).expect("read").collect();
-    assert!(left.is_empty(), "a failed build left files on the full disk: {left:?}");
+    assert!(
+        left.is_empty(),
+        "a failed build left files on the full disk: {left:?}"
+    );
 }

@@ -176,6 +176,30 @@ impl Vm {
         None
     }
 
+    /// Copies the console to `out` as it grows until the VM exits or
+    /// `timeout` passes; returns the exit status if it exited.
+    pub fn follow_console(
+        &mut self,
+        out: &mut dyn std::io::Write,
+        timeout: Duration,
+    ) -> std::io::Result<Option<std::process::ExitStatus>> {
+        let start = std::time::Instant::now();
+        let mut shown = 0usize;
+        loop {
+            let exited = self.child.try_wait()?;
+            let text = std::fs::read(&self.serial_log).unwrap_or_default();
+            if text.len() > shown {
+                out.write_all(&text[shown..])?;
+                out.flush()?;
+                shown = text.len();
+            }
+            if exited.is_some() || start.elapsed() >= timeout {
+                return Ok(exited);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn console_tail(&self, lines: usize) -> String {
         console::tail(&self.serial_log, lines)
     }

@@ -2,4 +2,5 @@
 
 pub mod certs;
 pub mod image;
+pub mod qemu;
 pub mod token;
