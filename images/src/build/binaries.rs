@@ -4,7 +4,10 @@
 //! runs as `/init` in an initramfs that carries no C library, and one linking
 //! mode for all of them keeps the image free of host-library surprises. The
 //! build uses an explicit `--target`, so the flag applies only to the target
-//! binaries and not to build scripts or proc-macros.
+//! binaries and not to build scripts or proc-macros. They get a target
+//! directory of their own (`target/image-binaries`): sharing the workspace's
+//! would make these static builds and ordinary builds invalidate each
+//! other's build-script outputs, so every switch rebuilt half the tree.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
