@@ -16,11 +16,12 @@ as_root() {
 #   squashfs-tools          mksquashfs/unsquashfs for the read-only root
 #   qemu-system-x86, ovmf   booting images (UEFI through OVMF)
 #   qemu-utils              qemu-img for VM disk overlays and qcow2 checks
-#   fdisk, gdisk, mtools, dosfstools, cpio, binutils, systemd-boot-efi
+#   fdisk, gdisk, mtools, dosfstools, cpio, binutils, systemd-boot-efi,
+#   containerd, skopeo
 #                           independent readers the format tests check against
 packages=(openssl ca-certificates gcc libc6-dev pkg-config git squashfs-tools
           qemu-system-x86 qemu-utils ovmf fdisk gdisk mtools dosfstools cpio
-          binutils systemd-boot-efi)
+          binutils systemd-boot-efi containerd skopeo)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -20,6 +20,7 @@ pub mod fat;
 pub mod fetch;
 pub mod gpt;
 pub mod kmod;
+pub mod oci;
 pub mod profile;
 pub mod qcow2;
 pub mod uki;

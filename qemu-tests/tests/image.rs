@@ -291,3 +291,126 @@ fn disk_qcow2_boots_through_uefi_to_the_node_agent() {
         Duration::from_secs(600),
     );
 }
+
+/// Extracts the bundled image archives from the squashfs.
+fn bundled_archives(image: &Path, into: &Path) -> Vec<std::path::PathBuf> {
+    let status = Command::new("unsquashfs")
+        .args(["-q", "-d"])
+        .arg(into)
+        .arg(image.join("rootfs.squashfs"))
+        .arg("usr/lib/cairn/images")
+        .status()
+        .expect("unsquashfs");
+    assert!(
+        status.success(),
+        "unsquashfs of usr/lib/cairn/images failed"
+    );
+    let dir = into.join("usr/lib/cairn/images");
+    let mut archives: Vec<_> = std::fs::read_dir(&dir)
+        .expect("bundled images directory")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    archives.sort();
+    archives
+}
+
+#[test]
+fn bundled_images_are_imported_by_a_real_containerd() {
+    let image = common::image();
+    let work = tempfile::tempdir().expect("tempdir");
+    let archives = bundled_archives(image, &work.path().join("x"));
+    let names: Vec<String> = archives
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "docker.io_library_busybox_1.35.tar",
+            "registry.k8s.io_pause_3.9.tar"
+        ]
+    );
+
+    for archive in &archives {
+        let inspect = Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", archive.display()))
+            .output()
+            .expect("skopeo must be installed");
+        assert!(
+            inspect.status.success(),
+            "skopeo rejects {}: {}",
+            archive.display(),
+            String::from_utf8_lossy(&inspect.stderr)
+        );
+    }
+
+    // A private containerd on a socket of its own; nothing of the host's.
+    let root = work.path().join("containerd");
+    let socket = work.path().join("containerd.sock");
+    let config = work.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\nroot = {:?}\nstate = {:?}\n[grpc]\naddress = {:?}\n[plugins.\"io.containerd.grpc.v1.cri\"]\ndisable_tcp_service = true\n",
+            root.join("root").display().to_string(),
+            root.join("state").display().to_string(),
+            socket.display().to_string()
+        ),
+    )
+    .expect("write config");
+    struct Daemon(std::process::Child);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let log = std::fs::File::create(work.path().join("containerd.log")).expect("log");
+    let _daemon = Daemon(
+        Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("containerd must be installed"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "containerd did not start:\n{}",
+            std::fs::read_to_string(work.path().join("containerd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ctr = |args: &[&str]| {
+        let output = Command::new("ctr")
+            .arg("--address")
+            .arg(&socket)
+            .args(["--namespace", "k8s.io"])
+            .args(args)
+            .output()
+            .expect("ctr");
+        assert!(
+            output.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for archive in &archives {
+        ctr(&["images", "import", &archive.display().to_string()]);
+    }
+    let listing = ctr(&["images", "list", "--quiet"]);
+    for reference in [
+        "registry.k8s.io/pause:3.9",
+        "docker.io/library/busybox:1.35",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == reference),
+            "{reference} not imported; containerd has:\n{listing}"
+        );
+    }
+}

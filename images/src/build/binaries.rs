@@ -30,11 +30,6 @@ pub fn find_workspace(start: &Path) -> Option<PathBuf> {
     })
 }
 
-/// Cargo package of each binary (binary names differ from package names).
-fn package_of(binary: &str) -> String {
-    format!("cairn-{binary}")
-}
-
 /// Builds `names` in release mode and returns name → path.
 pub fn build(workspace: &Path, names: &[String]) -> Result<BTreeMap<String, PathBuf>, BuildError> {
     if names.is_empty() {
@@ -48,8 +43,10 @@ pub fn build(workspace: &Path, names: &[String]) -> Result<BTreeMap<String, Path
             "RUSTFLAGS",
             "-C target-feature=+crt-static -C strip=symbols",
         );
+    // Binary names are unique in the workspace, so cargo finds each one's
+    // package itself.
     for name in names {
-        command.args(["-p", &package_of(name), "--bin", name]);
+        command.args(["--bin", name]);
     }
     tracing::info!(?names, "building workspace binaries (release, static)");
     let output = command

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::BuildError;
+use super::{BuildError, oci};
 use crate::fetch::apt::FetchedPackage;
 use crate::fetch::cache::sha256_file;
 use crate::profile::ResolvedProfile;
@@ -28,6 +28,7 @@ pub struct ManifestInputs<'a> {
     pub artifacts: &'a [(String, String)],
     pub binaries: &'a BTreeMap<String, String>,
     pub modules: &'a [String],
+    pub oci_images: &'a [(String, crate::oci::OciSummary)],
     pub out: &'a Path,
 }
 
@@ -162,6 +163,12 @@ pub fn write(inputs: &ManifestInputs<'_>) -> Result<(), BuildError> {
         })).collect::<Vec<_>>(),
         "artifacts": inputs.artifacts.iter().map(|(url, sha)| json!({"url": url, "sha256": sha})).collect::<Vec<_>>(),
         "binaries": inputs.binaries.iter().map(|(name, sha)| json!({"name": name, "sha256": sha})).collect::<Vec<_>>(),
+        "oci_images": inputs.oci_images.iter().map(|(reference, summary)| json!({
+            "reference": reference,
+            "manifest_digest": format!("sha256:{}", summary.manifest_digest),
+            "archive": format!("{}/{}", oci::BUNDLE_DIR, crate::oci::archive_name(reference)),
+            "size": summary.size,
+        })).collect::<Vec<_>>(),
         "outputs": outputs,
     });
     write_json(&inputs.out.join("manifest.json"), &manifest)

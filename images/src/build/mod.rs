@@ -15,6 +15,7 @@
 pub mod binaries;
 pub mod boot;
 pub mod manifest;
+pub mod oci;
 pub mod rootfs;
 pub mod squashfs;
 
@@ -26,7 +27,7 @@ use crate::fetch::apt::{self, AptRepository, FetchedPackage};
 use crate::fetch::cache::{self, Cache};
 use crate::fetch::url;
 use crate::kmod::KernelModules;
-use crate::profile::{ArtifactPlacement, Output, Profile, ProfileError};
+use crate::profile::{ArtifactPlacement, OciSource, Output, Profile, ProfileError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -168,7 +169,7 @@ impl Timer {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
     move |source| BuildError::Io {
         path: path.to_path_buf(),
         source,
@@ -199,12 +200,6 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     timer.stage("resolving the profile");
     let profile = Profile::load(&options.profile)?;
     let digest = profile.digest()?.to_string();
-    if !profile.oci_images.is_empty() {
-        return Err(BuildError::Input(format!(
-            "{}: [[oci-image]] bundling is not implemented yet; remove the entries",
-            profile.path().display()
-        )));
-    }
     let wants = |output: Output| profile.outputs.contains(&output);
 
     let out_parent = options
@@ -258,11 +253,18 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     };
 
     timer.stage("preparing Cairn binaries");
-    let binary_names: Vec<String> = profile
+    let mut binary_names: Vec<String> = profile
         .workspace_binaries
         .iter()
         .map(|b| b.name.to_string())
         .collect();
+    for image in &profile.oci_images {
+        if let OciSource::WorkspaceBinaries(names) = &image.source {
+            binary_names.extend(names.iter().map(ToString::to_string));
+        }
+    }
+    binary_names.sort();
+    binary_names.dedup();
     let binaries = match &options.binaries_dir {
         Some(dir) => binaries::from_dir(dir, &binary_names)?,
         None => {
@@ -286,6 +288,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     };
 
     timer.stage("assembling the root filesystem");
+    let mut all_oci_packages: Vec<FetchedPackage> = Vec::new();
     let kernel_root = work.join("kernel");
     let kernel_only: Vec<FetchedPackage> = kernel_packages
         .iter()
@@ -353,6 +356,35 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         rootfs::os_release(&profile, &digest).as_bytes(),
         0o644,
     )?;
+    let mut oci_summaries = Vec::new();
+    for (index, image) in profile.oci_images.iter().enumerate() {
+        let layer_root = work.join(format!("oci-{index}"));
+        let reference = image.reference();
+        let image_packages = match &image.source {
+            OciSource::Packages(names) => {
+                let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+                fetch_packages(options, &cache, &names, &BTreeSet::new())?
+            }
+            _ => Vec::new(),
+        };
+        all_oci_packages.extend(image_packages.iter().cloned());
+        let summary = oci::bundle(
+            &profile,
+            image,
+            &image_packages,
+            &binaries,
+            &layer_root,
+            &root,
+            options.source_date_epoch,
+        )?;
+        ownership.push(squashfs::Ownership {
+            path: summary.0.clone(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        });
+        oci_summaries.push((reference, summary.1));
+    }
     let ownership = rootfs::dedupe_ownership(std::mem::take(&mut ownership), &root);
 
     timer.stage("writing rootfs.squashfs");
@@ -469,6 +501,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     timer.stage("writing manifest.json and sbom.spdx.json");
     let mut all_packages: Vec<FetchedPackage> = packages.clone();
     all_packages.extend(kernel_only.iter().cloned());
+    all_packages.extend(all_oci_packages.iter().cloned());
     if let Some(uefi) = &profile.uefi.package {
         all_packages.extend(
             uefi_packages
@@ -495,6 +528,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
             .collect::<Vec<_>>(),
         binaries: &binary_digests,
         modules: &closure.names().cloned().collect::<Vec<_>>(),
+        oci_images: &oci_summaries,
         out: &out,
     })?;
 

@@ -130,6 +130,10 @@ pub fn copy_file(
     Ok(target)
 }
 
+pub fn set_mode(path: &Path, mode: u32) -> Result<(), BuildError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))
+}
+
 fn executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
 }

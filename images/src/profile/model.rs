@@ -438,6 +438,10 @@ pub struct OciImage {
     /// Entrypoint of the image config (`["/pause"]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entrypoint: Vec<String>,
+    /// Symlinks added to the layer, e.g. busybox applets
+    /// (`symlinks = [{ path = "bin/sh", target = "busybox" }]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symlinks: Vec<Symlink>,
 }
 
 impl OciImage {
@@ -457,6 +461,9 @@ pub enum OciSource {
     /// A local directory, relative to the declaring profile
     /// (`source = { dir = "oci/pause" }`).
     Dir(PathBuf),
+    /// Binaries built from this workspace, each placed at `/<name>`
+    /// (`source = { workspace-binaries = ["pause"] }`).
+    WorkspaceBinaries(Vec<BinaryName>),
 }
 
 /// An output the builder can produce.
