@@ -4,13 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/setup.sh
-if [ -f "$HOME/.cargo/env" ]; then
-    # shellcheck disable=SC1091
-    . "$HOME/.cargo/env"
-fi
-
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+prepare
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 start=$(date +%s)

@@ -624,14 +624,7 @@ pub fn write_archive(
         path: out.to_path_buf(),
         source,
     };
-    let directory = out
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temporary = tempfile::Builder::new()
-        .prefix(".cpio-")
-        .tempfile_in(directory)
-        .map_err(output_error)?;
+    let temporary = crate::atomic::temp_file_beside(out, "cpio").map_err(output_error)?;
     let mut writer =
         CpioWriter::new(BufWriter::new(temporary.as_file())).with_parent_metadata(parent_metadata);
     for entry in entries {

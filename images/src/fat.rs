@@ -181,13 +181,7 @@ pub fn build_esp(
         context,
         source,
     };
-    let directory = out
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temporary = tempfile::Builder::new()
-        .prefix(".esp-")
-        .tempfile_in(directory)
+    let temporary = crate::atomic::temp_file_beside(out, "esp")
         .map_err(|source| fs_error("creating a temporary file".to_owned(), source))?;
     let storage = OpenOptions::new()
         .read(true)

@@ -421,14 +421,7 @@ pub fn write_disk(spec: &DiskSpec, out: &Path) -> Result<DiskLayout, GptError> {
         path: out.to_path_buf(),
         source,
     };
-    let directory = out
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temporary = tempfile::Builder::new()
-        .prefix(".disk-")
-        .tempfile_in(directory)
-        .map_err(write_error)?;
+    let temporary = crate::atomic::temp_file_beside(out, "disk").map_err(write_error)?;
     let file = temporary.as_file();
     file.set_len(layout.disk_size).map_err(write_error)?;
 

@@ -13,6 +13,7 @@
 //!   and digest;
 //! - [`deb`]: reading and safely extracting Debian packages in pure Rust.
 
+pub mod atomic;
 pub mod build;
 pub mod cpio;
 pub mod deb;

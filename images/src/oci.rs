@@ -149,18 +149,6 @@ fn gzip(data: &[u8], path: &Path) -> Result<Vec<u8>, OciError> {
     encoder.finish().map_err(io_err(path))
 }
 
-fn iso8601(epoch: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(i64::try_from(epoch).unwrap_or(0))
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
-}
-
 fn json_bytes(value: &serde_json::Value, path: &Path) -> Result<Vec<u8>, OciError> {
     serde_json::to_vec(value).map_err(|e| OciError::Invalid {
         image: path.display().to_string(),
@@ -180,7 +168,7 @@ pub fn write_archive(spec: &OciImageSpec<'_>, out: &Path) -> Result<OciSummary, 
     let diff_id = sha256_hex(&layer);
     let layer_gz = gzip(&layer, out)?;
     let layer_digest = sha256_hex(&layer_gz);
-    let created = iso8601(spec.source_date_epoch);
+    let created = crate::atomic::iso8601(spec.source_date_epoch);
     let config = json!({
         "created": created,
         "architecture": "amd64",

@@ -317,14 +317,7 @@ pub fn build_uki(inputs: &UkiInputs, out: &Path) -> Result<Vec<Section>, UkiErro
         path: out.to_path_buf(),
         source,
     };
-    let directory = out
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temporary = tempfile::Builder::new()
-        .prefix(".uki-")
-        .tempfile_in(directory)
-        .map_err(write_error)?;
+    let temporary = crate::atomic::temp_file_beside(out, "uki").map_err(write_error)?;
     let mut writer = ChecksumWriter::new(BufWriter::new(temporary.as_file()));
     writer.write_all(&stub).map_err(write_error)?;
     for (section, ((name, content), len)) in new_sections.iter().zip(payload.iter().zip(&lengths)) {

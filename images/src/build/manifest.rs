@@ -32,18 +32,6 @@ pub struct ManifestInputs<'a> {
     pub out: &'a Path,
 }
 
-fn iso8601(epoch: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(i64::try_from(epoch).unwrap_or(0))
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
-}
-
 fn write_json(path: &Path, value: &Value) -> Result<(), BuildError> {
     let mut text =
         serde_json::to_string_pretty(value).map_err(|e| BuildError::stage("manifest", e))?;
@@ -77,7 +65,7 @@ pub fn write(inputs: &ManifestInputs<'_>) -> Result<(), BuildError> {
         "name": format!("cairn-{}-{}", profile.name, profile.version),
         "documentNamespace": format!("urn:cairn:image:{}:{}:{}", profile.name, profile.version, inputs.digest),
         "creationInfo": {
-            "created": iso8601(inputs.source_date_epoch),
+            "created": crate::atomic::iso8601(inputs.source_date_epoch),
             "creators": [format!("Tool: cairn-images-{}", env!("CARGO_PKG_VERSION"))],
         },
         "documentDescribes": ["SPDXRef-Image"],
