@@ -12,7 +12,10 @@
 //!    is compressed from scratch. The download stages ("fetching ...") are
 //!    reported apart from the rest. Cairn's own binaries are built once,
 //!    untimed, before the cold build, so the cargo step inside it is warm (a
-//!    no-op check); the output says so.
+//!    no-op check). Every build prints its cargo step and its total without
+//!    it, and says when cargo did recompile (the workspace was edited during
+//!    the run) or when Cairn's binaries changed between builds (which
+//!    changes the root, so the squashfs cannot be reused).
 //! 2. **Warm rebuilds** with the now populated cache and reuse allowed:
 //!    the first one still compresses the squashfs (the cold build ran with
 //!    `no_reuse`, so nothing was stored), the second one is the rebuild users
@@ -50,6 +53,8 @@ const SOURCE_DATE_EPOCH: u64 = 1_700_000_000;
 const DEBIAN_RELEASE: &str = "bookworm";
 const WARM_TARGET: Duration = Duration::from_secs(30);
 const INITRAMFS_TARGET_MIB: f64 = 60.0;
+/// A cargo step faster than this only checked that nothing changed.
+const CARGO_WARM: Duration = Duration::from_secs(10);
 
 fn main() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,7 +70,10 @@ fn main() {
         .expect("a scratch directory under the system temp dir");
 
     println!("== image build benchmark: {} ==", profile_path.display());
-    println!("host: {jobs} cores; SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}");
+    println!(
+        "host: {jobs} cores, load average {}; SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}",
+        load_average()
+    );
 
     let binary_names: Vec<String> = profile
         .workspace_binaries
@@ -76,17 +84,15 @@ fn main() {
     binaries::build(&workspace, &binary_names)
         .expect("Cairn's binaries build (cargo build --release) before timing starts");
     println!(
-        "cargo step warmed before timing ({}: {}), so the builds below only re-check it",
+        "cargo step warmed before timing ({}: {}); in the builds below it only re-checks",
         binary_names.join(", "),
         secs(started.elapsed())
     );
 
-    let cache = scratch.path().join("cache");
-    let out = scratch.path().join("out");
     let options = BuildOptions {
         profile: profile_path.clone(),
-        out: out.clone(),
-        cache: cache.clone(),
+        out: scratch.path().join("out"),
+        cache: scratch.path().join("cache"),
         jobs,
         source_date_epoch: SOURCE_DATE_EPOCH,
         packages: PackageSource::Apt,
@@ -99,17 +105,19 @@ fn main() {
     // 1. Cold build.
     println!();
     println!("-- 1. cold build (fresh empty cache, no reuse) --");
-    let (cold, cold_time) = timed_build(&options);
-    print_stages(&cold);
-    let download = fetch_time(&cold);
+    let cold = timed_build(&options, None);
+    let download = cold.fetch_time();
     println!(
-        "cold total {}: downloads (apt lists + packages + artifacts) {}, everything else {} \
-         (cargo step warm: binaries already built)",
-        secs(cold_time),
+        "cold total {}: downloads (apt lists + packages + artifacts) {}, everything else {}",
+        secs(cold.total),
         secs(download),
-        secs(cold_time.saturating_sub(download))
+        secs(cold.total.saturating_sub(download))
     );
-    println!("packages in the image: {}", cold.packages);
+    println!(
+        "cold total without the cargo step: {}; packages in the image: {}",
+        secs(cold.total.saturating_sub(cold.cargo)),
+        cold.report.packages
+    );
 
     // 2. Warm rebuilds.
     let warm_options = BuildOptions {
@@ -117,52 +125,59 @@ fn main() {
         ..options
     };
     println!();
-    println!("-- 2a. warm rebuild, cache populated, squashfs not stored yet --");
-    let (first_warm, first_warm_time) = timed_build(&warm_options);
-    print_stages(&first_warm);
     println!(
-        "warm rebuild (squashfs recompressed): {} (target < {})",
-        secs(first_warm_time),
-        secs(WARM_TARGET)
+        "-- 2a. warm rebuild: cache populated, squashfs not stored yet (cold ran no-reuse) --"
+    );
+    let first_warm = timed_build(&warm_options, Some(&cold));
+    println!(
+        "first warm rebuild: {} (without the cargo step {})",
+        secs(first_warm.total),
+        secs(first_warm.total.saturating_sub(first_warm.cargo))
     );
     println!();
-    println!("-- 2b. warm rebuild, the usual rebuild path (packages cached, root reused) --");
-    let (warm, warm_time) = timed_build(&warm_options);
-    print_stages(&warm);
     println!(
-        "warm rebuild: {} (target < {}: {})",
-        secs(warm_time),
+        "-- 2b. warm rebuild: the usual rebuild path (packages cached, unchanged root reused) --"
+    );
+    let warm = timed_build(&warm_options, Some(&first_warm));
+    let verdict = if warm.total < WARM_TARGET {
+        "met"
+    } else {
+        "missed"
+    };
+    println!(
+        "warm rebuild: {} (target < {}: {verdict}); without the cargo step {}",
+        secs(warm.total),
         secs(WARM_TARGET),
-        if warm_time < WARM_TARGET {
-            "met"
-        } else {
-            "missed"
-        }
+        secs(warm.total.saturating_sub(warm.cargo))
     );
 
     // 3. Output sizes.
     println!();
     println!("-- 3. outputs --");
-    let cold_sizes: BTreeMap<&str, u64> = cold
-        .outputs
-        .iter()
-        .map(|(name, size)| (name.as_str(), *size))
-        .collect();
-    for (name, size) in &warm.outputs {
+    for (name, size) in &warm.report.outputs {
         let mut note = String::new();
-        if cold_sizes.get(name.as_str()) != Some(size) {
-            note.push_str("  (differs from the cold build!)");
-        }
         if name == "initramfs.cpio.zst" {
             note.push_str(&format!("  (target <= {INITRAMFS_TARGET_MIB} MiB)"));
         }
-        println!("{name:<20} {size:>12} bytes {:>9.1} MiB{note}", mib(*size));
+        match (cold.digests.get(name), warm.digests.get(name)) {
+            (Some(a), Some(b)) if a != b && cold.binaries != warm.binaries => {
+                note.push_str("  (differs from cold: Cairn binaries changed in between)");
+            }
+            (Some(a), Some(b)) if a != b => note.push_str("  (DIFFERS from the cold build)"),
+            _ => {}
+        }
+        println!(
+            "  {name:<20} {size:>11} bytes {:>7.1} MiB{note}",
+            mib(*size)
+        );
     }
     let squashfs_size = warm
+        .report
         .outputs
         .iter()
         .find(|(name, _)| name == "rootfs.squashfs")
         .map(|(_, size)| *size);
+    println!("load average after the Cairn builds: {}", load_average());
 
     // 4. mkosi.
     println!();
@@ -173,44 +188,129 @@ fn main() {
     match run_mkosi(&scratch.path().join("mkosi"), &packages) {
         Ok(mkosi) => {
             println!(
-                "mkosi {}: total {} (debootstrap + apt install incl. downloads {}, squashfs {})",
+                "{}: total {} = debootstrap + apt install (incl. downloads) {}, mksquashfs {}, rest {}",
                 mkosi.version,
                 secs(mkosi.total),
                 secs(mkosi.install),
-                secs(mkosi.total.saturating_sub(mkosi.install))
+                secs(mkosi.squashfs),
+                secs(
+                    mkosi
+                        .total
+                        .saturating_sub(mkosi.install)
+                        .saturating_sub(mkosi.squashfs)
+                )
             );
             for line in &mkosi.apt_fetched {
                 println!("  apt: {line}");
             }
             println!(
-                "mkosi image: {} bytes ({:.1} MiB), {} packages",
+                "mkosi image: {} bytes ({:.1} MiB), {} packages (Cairn: {})",
                 mkosi.size,
                 mib(mkosi.size),
                 mkosi
                     .packages
-                    .map_or_else(|| "?".to_owned(), |n| n.to_string())
+                    .map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                cold.report.packages
             );
+            let mkosi_secs = mkosi.total.as_secs_f64();
             println!(
-                "ratio time (mkosi / cairn cold): {:.2}x; (mkosi / cairn warm): {:.1}x",
-                ratio(mkosi.total.as_secs_f64(), cold_time.as_secs_f64()),
-                ratio(mkosi.total.as_secs_f64(), warm_time.as_secs_f64())
+                "ratio time mkosi / cairn cold: {:.2}x ({:.2}x without the cargo step); \
+                 mkosi / cairn warm rebuild: {:.1}x",
+                ratio(mkosi_secs, cold.total.as_secs_f64()),
+                ratio(
+                    mkosi_secs,
+                    cold.total.saturating_sub(cold.cargo).as_secs_f64()
+                ),
+                ratio(mkosi_secs, warm.total.as_secs_f64())
             );
             if let Some(squashfs) = squashfs_size {
                 println!(
-                    "ratio size (mkosi squashfs / cairn rootfs.squashfs): {:.2}x",
+                    "ratio size mkosi squashfs / cairn rootfs.squashfs: {:.2}x",
                     ratio(mkosi.size as f64, squashfs as f64)
                 );
             }
-            println!("what mkosi needed: {}", mkosi.workarounds.join("; "));
+            println!("mkosi needed: {}", mkosi.workarounds.join("; "));
         }
         Err(error) => println!("mkosi failed; Cairn's figures above stand.\n{error}"),
     }
 }
 
-fn timed_build(options: &BuildOptions) -> (BuildReport, Duration) {
+/// One timed Cairn build and what its manifest says it contains.
+#[derive(Debug)]
+struct Run {
+    report: BuildReport,
+    total: Duration,
+    cargo: Duration,
+    /// Output name → sha256.
+    digests: BTreeMap<String, String>,
+    /// Cairn binary name → sha256.
+    binaries: BTreeMap<String, String>,
+}
+
+impl Run {
+    fn stage(&self, prefix: &str) -> Duration {
+        self.report
+            .stages
+            .iter()
+            .filter(|(stage, _)| stage.starts_with(prefix))
+            .map(|(_, duration)| *duration)
+            .sum()
+    }
+
+    fn fetch_time(&self) -> Duration {
+        self.stage("fetching")
+    }
+}
+
+/// Runs a build, prints its stages and says whether the cargo step was a
+/// no-op check and whether Cairn's binaries changed since `previous`.
+fn timed_build(options: &BuildOptions, previous: Option<&Run>) -> Run {
     let started = Instant::now();
     let report = build(options).expect("profiles/default.toml builds");
-    (report, started.elapsed())
+    let total = started.elapsed();
+    print_stages(&report);
+    let manifest_path = options.out.join("manifest.json");
+    let manifest: serde_json::Value = std::fs::read_to_string(&manifest_path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    let named = |key: &str| -> BTreeMap<String, String> {
+        manifest
+            .get(key)
+            .and_then(serde_json::Value::as_array)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|e| {
+                        Some((
+                            e.get("name")?.as_str()?.to_owned(),
+                            e.get("sha256")?.as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut run = Run {
+        report,
+        total,
+        cargo: Duration::ZERO,
+        digests: named("outputs"),
+        binaries: named("binaries"),
+    };
+    run.cargo = run.stage("preparing Cairn binaries");
+    let mut note = if run.cargo < CARGO_WARM {
+        "warm, binaries already built".to_owned()
+    } else {
+        "NOT warm: cargo recompiled (workspace sources or cargo's environment changed)".to_owned()
+    };
+    if let Some(previous) = previous
+        && previous.binaries != run.binaries
+    {
+        note.push_str("; the binaries differ from the previous build, so the root changed");
+    }
+    println!("  cargo step {}: {note}", secs(run.cargo));
+    run
 }
 
 fn print_stages(report: &BuildReport) {
@@ -219,13 +319,15 @@ fn print_stages(report: &BuildReport) {
     }
 }
 
-fn fetch_time(report: &BuildReport) -> Duration {
-    report
-        .stages
-        .iter()
-        .filter(|(stage, _)| stage.starts_with("fetching"))
-        .map(|(_, duration)| *duration)
-        .sum()
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "?".to_owned())
 }
 
 fn secs(duration: Duration) -> String {
@@ -245,6 +347,7 @@ struct MkosiFigures {
     version: String,
     total: Duration,
     install: Duration,
+    squashfs: Duration,
     size: u64,
     packages: Option<usize>,
     apt_fetched: Vec<String>,
@@ -478,10 +581,16 @@ fn run_mkosi(dir: &Path, packages: &[String]) -> Result<MkosiFigures, String> {
             tail(&text, 25)
         ));
     }
-    let install = log
-        .iter()
-        .find(|(_, line)| line.contains("Creating squashfs"))
-        .map_or(total, |(at, _)| *at);
+    let at = |needle: &str| {
+        log.iter()
+            .find(|(_, line)| line.contains(needle))
+            .map(|(at, _)| *at)
+    };
+    let install = at("Creating squashfs").unwrap_or(total);
+    let squashfs = at("Digging holes")
+        .or_else(|| at("Linking image file"))
+        .unwrap_or(total)
+        .saturating_sub(install);
     let apt_fetched = log
         .iter()
         .filter(|(_, line)| line.starts_with("Fetched "))
@@ -499,6 +608,7 @@ fn run_mkosi(dir: &Path, packages: &[String]) -> Result<MkosiFigures, String> {
         version,
         total,
         install,
+        squashfs,
         size,
         packages,
         apt_fetched,

@@ -43,6 +43,27 @@ pub fn build(workspace: &Path, names: &[String]) -> Result<BTreeMap<String, Path
             "RUSTFLAGS",
             "-C target-feature=+crt-static -C strip=symbols",
         );
+    // When the builder itself runs under cargo (tests, benches), cargo's
+    // per-package variables would leak into this build; some build scripts
+    // (ring, zstd-sys) rerun whenever they change, so they are removed.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_EXE_")
+            || matches!(
+                key.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            )
+        {
+            command.env_remove(key.as_ref());
+        }
+    }
     // Binary names are unique in the workspace, so cargo finds each one's
     // package itself.
     for name in names {
