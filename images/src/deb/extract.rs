@@ -21,6 +21,14 @@ use super::{DebError, EntryKind, ExtractOptions, ExtractedEntry, MERGED_USR_DIRS
 use crate::profile::Architecture;
 use crate::profile::types::glob_set;
 
+/// Whether a directory is the entry being extracted or one of its parents
+/// (only the wording of errors differs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirRole {
+    Entry,
+    Parent,
+}
+
 /// Maps a root-relative path under a merged-usr directory (`bin/sh`,
 /// `lib/modules/…`) to its real place under `usr/`; other paths unchanged.
 pub fn usr_merged(path: &Path) -> PathBuf {
@@ -303,31 +311,7 @@ impl<'a> Extractor<'a> {
     ) -> Result<(), DebError> {
         self.prepare_parents(name, &path)?;
         let host = self.root.join(&path);
-        match fs::symlink_metadata(&host) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(self.unsafe_entry(
-                    name,
-                    format!(
-                        "`{}` is already a symlink; refusing to merge a directory into it",
-                        path.display()
-                    ),
-                ));
-            }
-            Ok(_) => {
-                return Err(self.conflict(
-                    name,
-                    format!("`{}` already exists and is not a directory", path.display()),
-                ));
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                DirBuilder::new()
-                    .mode(0o755)
-                    .create(&host)
-                    .map_err(|source| self.write_error(name, host.clone(), source))?;
-            }
-            Err(source) => return Err(self.write_error(name, host, source)),
-        }
+        self.ensure_real_dir(name, &path, DirRole::Entry)?;
         fs::set_permissions(&host, Permissions::from_mode(mode | 0o700))
             .map_err(|source| self.write_error(name, host.clone(), source))?;
         self.real_dirs.insert(path.clone());
@@ -503,44 +487,63 @@ impl<'a> Extractor<'a> {
             if self.real_dirs.contains(&current) {
                 continue;
             }
-            let host = self.root.join(&current);
-            match fs::symlink_metadata(&host) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    return Err(self.unsafe_entry(
-                        name,
-                        format!(
-                            "its parent `{}` is a symlink; refusing to write through it",
-                            current.display()
-                        ),
-                    ));
-                }
-                Ok(_) => {
-                    return Err(self.conflict(
-                        name,
-                        format!("its parent `{}` is not a directory", current.display()),
-                    ));
-                }
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                    DirBuilder::new()
-                        .mode(0o755)
-                        .create(&host)
-                        .map_err(|source| self.write_error(name, host.clone(), source))?;
-                    self.record(ExtractedEntry {
-                        path: current.clone(),
-                        kind: EntryKind::Directory,
-                        mode: 0o755,
-                        uid: 0,
-                        gid: 0,
-                        size: 0,
-                        link_target: None,
-                    });
-                }
-                Err(source) => return Err(self.write_error(name, host, source)),
+            if self.ensure_real_dir(name, &current, DirRole::Parent)? {
+                self.record(ExtractedEntry {
+                    path: current.clone(),
+                    kind: EntryKind::Directory,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    size: 0,
+                    link_target: None,
+                });
             }
             self.real_dirs.insert(current.clone());
         }
         Ok(())
+    }
+
+    /// Makes sure `path` is a real directory inside the root, creating it
+    /// (`0755`) when missing; returns whether it was created. A symlink or a
+    /// file in the way is refused: writing through a link could leave the
+    /// root, and replacing a file would silently lose another package's data.
+    fn ensure_real_dir(&self, name: &str, path: &Path, role: DirRole) -> Result<bool, DebError> {
+        let host = self.root.join(path);
+        match fs::symlink_metadata(&host) {
+            Ok(meta) if meta.is_dir() => Ok(false),
+            Ok(meta) if meta.file_type().is_symlink() => Err(self.unsafe_entry(
+                name,
+                match role {
+                    DirRole::Entry => format!(
+                        "`{}` is already a symlink; refusing to merge a directory into it",
+                        path.display()
+                    ),
+                    DirRole::Parent => format!(
+                        "its parent `{}` is a symlink; refusing to write through it",
+                        path.display()
+                    ),
+                },
+            )),
+            Ok(_) => Err(self.conflict(
+                name,
+                match role {
+                    DirRole::Entry => {
+                        format!("`{}` already exists and is not a directory", path.display())
+                    }
+                    DirRole::Parent => {
+                        format!("its parent `{}` is not a directory", path.display())
+                    }
+                },
+            )),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                DirBuilder::new()
+                    .mode(0o755)
+                    .create(&host)
+                    .map_err(|source| self.write_error(name, host.clone(), source))?;
+                Ok(true)
+            }
+            Err(source) => Err(self.write_error(name, host, source)),
+        }
     }
 
     /// Clears the way for a non-directory entry: an earlier file or link at
