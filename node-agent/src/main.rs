@@ -2,7 +2,11 @@
 
 fn main() {
     if cairn_node_agent::is_init() {
-        cairn_node_agent::run_init(&mut std::io::stdout());
+        let mut console = std::io::stdout();
+        if cairn_node_agent::in_initramfs() {
+            cairn_node_agent::run_initramfs(&mut console);
+        }
+        cairn_node_agent::run_system(&mut console);
     }
     println!("{}", cairn_node_agent::banner());
 }

@@ -36,6 +36,12 @@ fn the_root_filesystem_holds_the_node_software() {
     let image = common::image();
     let listing = squashfs_listing(image);
     for expected in [
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "var",
         "usr/bin/containerd",
         "usr/bin/containerd-shim-runc-v2",
         "usr/sbin/runc",
@@ -256,7 +262,17 @@ fn boot_and_expect_banner(name: &str, boot: Boot, timeout: Duration) {
         .wait_for_console(BANNER, timeout)
         .unwrap_or_else(|e| panic!("{name} ({accel:?}): {e}"));
     assert_eq!(line.trim(), BANNER, "the banner must be a line of its own");
-    // node-agent powers the machine off after its banner (no boot flow yet).
+    // The initramfs stage mounts the squashfs root and hands over to
+    // node-agent as PID 1 there, which reports what it booted on.
+    let system = vm
+        .wait_for_console("cairn node-agent: PID 1 on", timeout)
+        .unwrap_or_else(|e| panic!("{name} ({accel:?}): {e}"));
+    assert!(
+        system.contains("PID 1 on Cairn 0.1.0 (default), root filesystem squashfs (ro)"),
+        "{name}: unexpected system line {system:?}; console:\n{}",
+        vm.console_tail(30)
+    );
+    // With no services defined yet, node-agent powers the machine off.
     let exited = vm.wait_for_exit(Duration::from_secs(60));
     assert!(
         exited.is_some(),

@@ -301,6 +301,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
 
     let root = work.join("rootfs");
     let mut ownership = rootfs::extract_packages(&profile, &packages, &root, rootfs::Tree::Rootfs)?;
+    ownership.extend(rootfs::create_mount_points(&root)?);
     for binary in &profile.workspace_binaries {
         let name = binary.name.to_string();
         if let Some(source) = binaries.get(&name) {

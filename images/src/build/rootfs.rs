@@ -130,6 +130,33 @@ pub fn copy_file(
     Ok(target)
 }
 
+/// Empty directories node-agent mounts over at boot: the kernel
+/// filesystems, `/run`, and the writable `/var` and `/tmp`.
+pub fn create_mount_points(root: &Path) -> Result<Vec<Ownership>, BuildError> {
+    let mut ownership = Vec::new();
+    for (name, mode) in [
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("dev", 0o755),
+        ("run", 0o755),
+        ("var", 0o755),
+        ("tmp", 0o1777),
+        ("etc", 0o755),
+    ] {
+        let path = root.join(name);
+        if !path.is_dir() {
+            fs::create_dir_all(&path).map_err(io_err(&path))?;
+        }
+        ownership.push(Ownership {
+            path: PathBuf::from(name),
+            mode,
+            uid: 0,
+            gid: 0,
+        });
+    }
+    Ok(ownership)
+}
+
 pub fn set_mode(path: &Path, mode: u32) -> Result<(), BuildError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))
 }
