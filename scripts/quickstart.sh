@@ -20,7 +20,7 @@ log "building the default image into $out/default"
 "$bootstrap" image inspect "$out/default"
 
 log "booting it in QEMU (kernel + initramfs)"
-"$bootstrap" qemu boot --image "$out/default" --timeout 300 | grep -E "Linux version|Run /init|cairn|Power down"
+"$bootstrap" qemu boot --image "$out/default" --timeout 300 | grep -E "Linux version|Run /init|\[init\]|cairn|Power down"
 
 log "generating the PKI of the first control-plane node into $out/cluster"
 "$bootstrap" certs generate \
