@@ -4,18 +4,11 @@ use std::fs;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use super::BuildError;
+use super::{BuildError, io_err};
 use crate::cpio::{Content, CpioWriter, EntryMetadata};
 use crate::fat::{self, EspFile, EspOptions};
 use crate::gpt::{self, DiskSpec, Guid, PartitionSize, PartitionSpec};
 use crate::kmod::{KernelModules, ModuleClosure};
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// `boot/vmlinuz-<version>` from the extracted kernel package.
 pub fn find_vmlinuz(kernel_root: &Path, version: &str) -> Result<PathBuf, BuildError> {

@@ -13,19 +13,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::BuildError;
 use super::squashfs::Ownership;
+use super::{BuildError, io_err};
 use crate::deb::{self, ExtractOptions};
 use crate::fetch::apt::FetchedPackage;
 use crate::kmod::{KernelModules, ModuleClosure};
 use crate::profile::{PathGlob, ResolvedProfile};
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// Which of the profile's path rules apply to a tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::BuildError;
+use super::{BuildError, io_err};
 use crate::fetch::cache::{Cache, sha256_file};
 
 /// Ownership and mode an entry must have in the image.
@@ -47,13 +47,6 @@ fn quote(path: &Path) -> String {
         format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
         text.into_owned()
-    }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 
