@@ -209,7 +209,7 @@ pub struct GenerateArgs {
     /// Port the apiserver listens on
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_API_PORT)]
     pub apiserver_bind_port: u16,
-    /// Stable address of the control plane (a VIP or DNS name), HOST[:PORT]
+    /// Stable address of the control plane (a VIP or DNS name), `HOST[:PORT]`
     #[arg(long, value_name = "HOST[:PORT]")]
     pub control_plane_endpoint: Option<ControlPlaneEndpoint>,
     /// Service network; its first address goes into the apiserver certificate (comma-separated for dual-stack)
