@@ -121,7 +121,7 @@ pub(super) fn parse_error(
     let inner = error.into_inner();
     let (line, column) = match inner.span() {
         Some(span) => {
-            let (line, column) = line_column(text, span.start);
+            let (line, column) = cairn_images::profile::line_column(text, span.start);
             (Some(line), Some(column))
         }
         None => (None, None),
@@ -139,29 +139,5 @@ pub(super) fn parse_error(
             .lines()
             .collect::<Vec<_>>()
             .join("; "),
-    }
-}
-
-/// 1-based line and character column of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |index| index + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_column_counts_characters() {
-        let text = "a = 1\nbé = 2\n";
-        assert_eq!(line_column(text, 0), (1, 1));
-        assert_eq!(line_column(text, 6), (2, 1));
-        assert_eq!(line_column(text, 10), (2, 4));
-        assert_eq!(line_column(text, 1000), (3, 1));
     }
 }

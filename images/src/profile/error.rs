@@ -122,8 +122,9 @@ pub(crate) fn parse_error(
     }
 }
 
-/// 1-based line and character column of a byte offset.
-pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and character column of a byte offset (for TOML error
+/// spans; shared with the machine config parser).
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;

@@ -104,7 +104,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use error::ProfileError;
+pub use error::{ProfileError, line_column};
 pub use model::{
     Architecture, ArtifactPlacement, BootRemovals, BootSection, KernelRemovals, KernelSection,
     LocalFile, OciImage, OciSource, Output, PackageFilter, Profile, Removals, Symlink, UefiSection,
