@@ -13,6 +13,7 @@
 //!   path.
 
 pub mod init;
+pub mod state;
 
 use std::io::Write;
 use std::path::Path;
@@ -51,6 +52,20 @@ pub fn run_system(console: &mut dyn Write) -> ! {
         console,
         "cairn node-agent: PID 1 on {os}, root filesystem {root}"
     );
+    let state = match state::mount_state() {
+        Ok(state::StateOutcome::Formatted(device)) => {
+            format!(
+                "STATE {} formatted (ext4) and mounted on /var",
+                device.display()
+            )
+        }
+        Ok(state::StateOutcome::Mounted(device)) => {
+            format!("STATE {} mounted on /var", device.display())
+        }
+        Ok(state::StateOutcome::Absent) => "no STATE partition; /var is in memory".to_owned(),
+        Err(error) => format!("{error}; /var stays in memory"),
+    };
+    let _ = writeln!(console, "cairn node-agent: {state}");
     let _ = writeln!(
         console,
         "cairn node-agent: no services are defined yet; powering off"

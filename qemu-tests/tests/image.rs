@@ -246,7 +246,7 @@ fn a_rebuild_is_byte_identical() {
     }
 }
 
-fn boot_and_expect_banner(name: &str, boot: Boot, timeout: Duration) {
+fn boot_and_expect_banner(name: &str, boot: Boot, timeout: Duration, state_line: &str) {
     let image = common::image();
     let accel = Accel::detect(&image.join("vmlinuz"));
     let mut vm = Vm::start(VmConfig {
@@ -272,6 +272,9 @@ fn boot_and_expect_banner(name: &str, boot: Boot, timeout: Duration) {
         "{name}: unexpected system line {system:?}; console:\n{}",
         vm.console_tail(30)
     );
+    // STATE: formatted and mounted from a disk, in memory without one.
+    vm.wait_for_console(state_line, timeout)
+        .unwrap_or_else(|e| panic!("{name} ({accel:?}): {e}"));
     // With no services defined yet, node-agent powers the machine off.
     let exited = vm.wait_for_exit(Duration::from_secs(60));
     assert!(
@@ -293,6 +296,7 @@ fn kernel_and_initramfs_boot_to_the_node_agent() {
             cmdline: cmdline.trim().to_owned(),
         },
         Duration::from_secs(300),
+        "cairn node-agent: no STATE partition; /var is in memory",
     );
 }
 
@@ -305,6 +309,7 @@ fn disk_qcow2_boots_through_uefi_to_the_node_agent() {
             disk: image.join("disk.qcow2"),
         },
         Duration::from_secs(600),
+        "cairn node-agent: STATE /dev/vda2 formatted (ext4) and mounted on /var",
     );
 }
 
