@@ -72,38 +72,10 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// All paths below `root`, sorted, directories before their contents.
-fn walk(root: &Path) -> Result<Vec<PathBuf>, OciError> {
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(relative) = stack.pop() {
-        let dir = root.join(&relative);
-        let mut names: Vec<_> = fs::read_dir(&dir)
-            .map_err(io_err(&dir))?
-            .filter_map(Result::ok)
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for name in names.into_iter().rev() {
-            let child = relative.join(name);
-            if root
-                .join(&child)
-                .symlink_metadata()
-                .is_ok_and(|m| m.is_dir())
-            {
-                stack.push(child.clone());
-            }
-            out.push(child);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 fn layer_tar(spec: &OciImageSpec<'_>) -> Result<Vec<u8>, OciError> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.mode(tar::HeaderMode::Deterministic);
-    for relative in walk(spec.root)? {
+    for relative in crate::atomic::sorted_tree(spec.root).map_err(io_err(spec.root))? {
         let full = spec.root.join(&relative);
         let meta = full.symlink_metadata().map_err(io_err(&full))?;
         let owner = spec.owners.get(&relative).copied().unwrap_or(EntryOwner {

@@ -50,9 +50,7 @@ pub fn write_initramfs(inputs: &InitramfsInputs<'_>) -> Result<(), BuildError> {
         .map_err(io_err(inputs.out))?;
     let stage = |e: crate::cpio::CpioError| BuildError::stage("initramfs", e);
     let mut cpio = CpioWriter::new(encoder).with_parent_metadata(dir);
-    for name in [
-        "dev", "proc", "sys", "run", "tmp", "newroot", "usr", "usr/lib",
-    ] {
+    for name in ["dev", "proc", "sys", "run", "tmp", "newroot"] {
         cpio.directory(name, dir).map_err(stage)?;
     }
     cpio.char_device("dev/console", EntryMetadata::root(0o600, mtime), 5, 1)
@@ -81,22 +79,9 @@ pub fn write_initramfs(inputs: &InitramfsInputs<'_>) -> Result<(), BuildError> {
         })
         .collect();
     module_files.sort();
-    let mut created = std::collections::BTreeSet::new();
-    let mut ensure_dirs = |cpio: &mut CpioWriter<_>, path: &str| -> Result<(), BuildError> {
-        let mut prefix = String::new();
-        for part in Path::new(path).parent().into_iter().flat_map(|p| p.iter()) {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(&part.to_string_lossy());
-            if prefix.starts_with("usr/lib/") && created.insert(prefix.clone()) {
-                cpio.directory(&prefix, dir).map_err(stage)?;
-            }
-        }
-        Ok(())
-    };
+    // Parent directories are written by the cpio writer with `dir`'s
+    // metadata as the first entry inside each needs them.
     let dep_name = format!("{base}/modules.dep");
-    ensure_dirs(&mut cpio, &dep_name)?;
     cpio.file_from_bytes(
         &dep_name,
         EntryMetadata::root(0o644, mtime),
@@ -104,7 +89,6 @@ pub fn write_initramfs(inputs: &InitramfsInputs<'_>) -> Result<(), BuildError> {
     )
     .map_err(stage)?;
     for (name, source) in &module_files {
-        ensure_dirs(&mut cpio, name)?;
         cpio.file(
             name,
             EntryMetadata::root(0o644, mtime),

@@ -90,23 +90,17 @@ fn copy_tree(source: &Path, target: &Path) -> Result<(), BuildError> {
             source.display()
         )));
     }
-    let mut stack = vec![PathBuf::new()];
-    while let Some(relative) = stack.pop() {
+    for relative in crate::atomic::sorted_tree(source).map_err(io_err(source))? {
         let from = source.join(&relative);
         let to = target.join(&relative);
-        std::fs::create_dir_all(&to).map_err(io_err(&to))?;
-        for entry in std::fs::read_dir(&from).map_err(io_err(&from))? {
-            let entry = entry.map_err(io_err(&from))?;
-            let child = relative.join(entry.file_name());
-            let file_type = entry.file_type().map_err(io_err(&from))?;
-            if file_type.is_dir() {
-                stack.push(child);
-            } else if file_type.is_symlink() {
-                let link = std::fs::read_link(entry.path()).map_err(io_err(&from))?;
-                std::os::unix::fs::symlink(link, target.join(&child)).map_err(io_err(&to))?;
-            } else {
-                std::fs::copy(entry.path(), target.join(&child)).map_err(io_err(&from))?;
-            }
+        let file_type = from.symlink_metadata().map_err(io_err(&from))?.file_type();
+        if file_type.is_dir() {
+            std::fs::create_dir_all(&to).map_err(io_err(&to))?;
+        } else if file_type.is_symlink() {
+            let link = std::fs::read_link(&from).map_err(io_err(&from))?;
+            std::os::unix::fs::symlink(link, &to).map_err(io_err(&to))?;
+        } else {
+            std::fs::copy(&from, &to).map_err(io_err(&from))?;
         }
     }
     Ok(())

@@ -47,11 +47,7 @@ pub fn extract_packages(
     let mut sorted: Vec<&FetchedPackage> = packages.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     for package in sorted {
-        let mut options = extract_options(profile, &package.name);
-        if tree == Tree::Input {
-            let excludes = &profile.excludes;
-            options.exclude.retain(|glob| !excludes.contains(glob));
-        }
+        let options = extract_options(profile, &package.name, tree);
         let extracted = deb::extract(&package.path, root, &options).map_err(BuildError::Deb)?;
         ownership.extend(extracted.entries.iter().map(to_ownership));
     }
@@ -67,9 +63,12 @@ fn to_ownership(entry: &deb::ExtractedEntry) -> Ownership {
     }
 }
 
-pub fn extract_options(profile: &ResolvedProfile, package: &str) -> ExtractOptions {
+pub fn extract_options(profile: &ResolvedProfile, package: &str, tree: Tree) -> ExtractOptions {
     let mut include: Vec<PathGlob> = Vec::new();
-    let mut exclude: Vec<PathGlob> = profile.excludes.clone();
+    let mut exclude: Vec<PathGlob> = match tree {
+        Tree::Rootfs => profile.excludes.clone(),
+        Tree::Input => Vec::new(),
+    };
     for filter in profile
         .package_filters
         .iter()

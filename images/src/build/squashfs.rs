@@ -62,32 +62,19 @@ pub fn tree_digest(
         options.source_date_epoch, options.zstd_level
     ));
     hasher.update(pseudo.as_bytes());
-    let mut stack = vec![PathBuf::new()];
-    while let Some(relative) = stack.pop() {
-        let path = root.join(&relative);
-        let mut children: Vec<_> = std::fs::read_dir(&path)
-            .map_err(io_err(&path))?
-            .filter_map(Result::ok)
-            .map(|e| e.file_name())
-            .collect();
-        children.sort();
-        // Reverse so the stack pops them in sorted order.
-        for name in children.into_iter().rev() {
-            let child = relative.join(&name);
-            let full = root.join(&child);
-            let meta = std::fs::symlink_metadata(&full).map_err(io_err(&full))?;
-            let mode = meta.permissions().mode();
-            let line = if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&full).map_err(io_err(&full))?;
-                format!("L {} {:o} {}\n", child.display(), mode, target.display())
-            } else if meta.is_dir() {
-                stack.push(child.clone());
-                format!("D {} {:o}\n", child.display(), mode)
-            } else {
-                format!("F {} {:o} {}\n", child.display(), mode, sha256_file(&full)?)
-            };
-            hasher.update(line.as_bytes());
-        }
+    for child in crate::atomic::sorted_tree(root).map_err(io_err(root))? {
+        let full = root.join(&child);
+        let meta = std::fs::symlink_metadata(&full).map_err(io_err(&full))?;
+        let mode = meta.permissions().mode();
+        let line = if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&full).map_err(io_err(&full))?;
+            format!("L {} {:o} {}\n", child.display(), mode, target.display())
+        } else if meta.is_dir() {
+            format!("D {} {:o}\n", child.display(), mode)
+        } else {
+            format!("F {} {:o} {}\n", child.display(), mode, sha256_file(&full)?)
+        };
+        hasher.update(line.as_bytes());
     }
     Ok(hex::encode(hasher.finalize()))
 }
