@@ -241,16 +241,23 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     } else {
         fetch_packages(options, &cache, &wanted, &skip)?
     };
-    let kernel_packages = fetch_packages(
-        options,
-        &cache,
-        &[profile.kernel.package.to_string()],
-        &skip,
-    )?;
-    let uefi_packages = match &profile.uefi.package {
-        Some(package) => fetch_packages(options, &cache, &[package.to_string()], &skip)?,
-        None => Vec::new(),
-    };
+    // Kernel and UEFI loader are build inputs, resolved together in one apt
+    // run; only their own packages are extracted (their dependencies are
+    // what the maintainer scripts would need, which never run).
+    let uefi_name = profile.uefi.package.as_ref().map(ToString::to_string);
+    let mut boot_names = vec![profile.kernel.package.to_string()];
+    boot_names.extend(uefi_name.clone());
+    let boot_packages = fetch_packages(options, &cache, &boot_names, &skip)?;
+    let kernel_only: Vec<FetchedPackage> = boot_packages
+        .iter()
+        .filter(|p| p.name.starts_with("linux-image"))
+        .cloned()
+        .collect();
+    let uefi_only: Vec<FetchedPackage> = boot_packages
+        .iter()
+        .filter(|p| uefi_name.as_deref() == Some(p.name.as_str()))
+        .cloned()
+        .collect();
 
     timer.stage("preparing Cairn binaries");
     let mut binary_names: Vec<String> = profile
@@ -290,11 +297,6 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     timer.stage("assembling the root filesystem");
     let mut all_oci_packages: Vec<FetchedPackage> = Vec::new();
     let kernel_root = work.join("kernel");
-    let kernel_only: Vec<FetchedPackage> = kernel_packages
-        .iter()
-        .filter(|p| p.name.starts_with("linux-image"))
-        .cloned()
-        .collect();
     rootfs::extract_packages(&profile, &kernel_only, &kernel_root, rootfs::Tree::Input)?;
     let kernel = KernelModules::scan(&kernel_root)?;
     let vmlinuz = boot::find_vmlinuz(&kernel_root, &kernel.version)?;
@@ -441,17 +443,6 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     if wants(Output::Uki) || wants(Output::DiskRaw) || wants(Output::DiskQcow2) {
         timer.stage("writing cairn.efi (UKI)");
         let uefi_root = work.join("uefi");
-        let uefi_only: Vec<FetchedPackage> = uefi_packages
-            .iter()
-            .filter(|p| {
-                profile
-                    .uefi
-                    .package
-                    .as_ref()
-                    .is_some_and(|u| u.to_string() == p.name)
-            })
-            .cloned()
-            .collect();
         rootfs::extract_packages(&profile, &uefi_only, &uefi_root, rootfs::Tree::Input)?;
         let uki_path = out.join("cairn.efi");
         boot::write_uki(
@@ -503,14 +494,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let mut all_packages: Vec<FetchedPackage> = packages.clone();
     all_packages.extend(kernel_only.iter().cloned());
     all_packages.extend(all_oci_packages.iter().cloned());
-    if let Some(uefi) = &profile.uefi.package {
-        all_packages.extend(
-            uefi_packages
-                .iter()
-                .filter(|p| p.name == uefi.to_string())
-                .cloned(),
-        );
-    }
+    all_packages.extend(uefi_only.iter().cloned());
     all_packages.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     all_packages.dedup_by(|a, b| a.name == b.name && a.version == b.version);
     let binary_digests: BTreeMap<String, String> = binaries
