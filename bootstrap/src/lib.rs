@@ -8,7 +8,7 @@
 
 pub mod cli;
 pub mod commands;
-pub mod config;
+pub use cairn_config as config;
 pub mod error;
 
 pub use cli::Cli;

@@ -1,7 +1,7 @@
 //! The validated machine config. Every value here has passed its own checks
 //! and the cross-field rules listed in [the module documentation](super).
-//! Build one with [`MachineConfig::parse`](super::MachineConfig::parse) or
-//! [`MachineConfig::load`](super::MachineConfig::load).
+//! Build one with [`MachineConfig::parse`](crate::MachineConfig::parse) or
+//! [`MachineConfig::load`](crate::MachineConfig::load).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -11,7 +11,7 @@ use cairn_pki::{
     BootstrapToken, CertificateKey, Cidr, ControlPlaneEndpoint, DnsDomain, NodeName, SubjectAltName,
 };
 
-use super::types::{
+use crate::types::{
     CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey, LabelValue,
     NodeRole, RegistryHost, Snapshotter, TaintEffect,
 };

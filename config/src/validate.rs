@@ -18,13 +18,13 @@ use cairn_pki::{
     BootstrapToken, CertificateKey, Cidr, ControlPlaneEndpoint, DnsDomain, NodeName, SubjectAltName,
 };
 
-use super::error::Problem;
-use super::model::{
+use crate::error::Problem;
+use crate::model::{
     Addressing, ClusterConfig, ContainerdConfig, DEFAULT_APISERVER_PORT, JoinConfig, KernelConfig,
     MachineConfig, NodeConfig, Taint, VipConfig,
 };
-use super::raw::{RawCluster, RawContainerd, RawJoin, RawKernel, RawMachineConfig, RawNode};
-use super::types::{
+use crate::raw::{RawCluster, RawContainerd, RawJoin, RawKernel, RawMachineConfig, RawNode};
+use crate::types::{
     CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey, LabelValue,
     NodeRole, RegistryHost, Snapshotter, TaintEffect,
 };

@@ -2,7 +2,7 @@
 //!
 //! Deserializing into these types only fails on what makes the document
 //! unreadable as a machine config: TOML syntax, unknown keys, wrong value
-//! types. Values stay strings so that [`super::validate`] can check every
+//! types. Values stay strings so that [`crate::validate`] can check every
 //! one of them and report all problems together instead of stopping at the
 //! first. Serializing goes through here too, so the rendered TOML has exactly
 //! the shape users write.
@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{
+use crate::model::{
     Addressing, ClusterConfig, ContainerdConfig, JoinConfig, KernelConfig, MachineConfig,
     NodeConfig, Taint, VipConfig,
 };

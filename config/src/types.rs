@@ -551,7 +551,7 @@ string_conversions!(Snapshotter);
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn interface_addresses_need_a_prefix_and_a_host_part() {

@@ -1,0 +1,1 @@
+//! The Cairn node API (skeleton; being written).
