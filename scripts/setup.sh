@@ -19,9 +19,13 @@ as_root() {
 #   fdisk, gdisk, mtools, dosfstools, cpio, binutils, systemd-boot-efi,
 #   containerd, skopeo
 #                           independent readers the format tests check against
+#   iproute2, dnsmasq-base  the QEMU lab: network namespaces, bridge, taps;
+#                           DHCP for nodes and iPXE inside the namespace
+#   busybox-static          a static userland for container tests
 packages=(openssl ca-certificates gcc libc6-dev pkg-config git squashfs-tools
           qemu-system-x86 qemu-utils ovmf fdisk gdisk mtools dosfstools cpio
-          binutils systemd-boot-efi containerd skopeo)
+          binutils systemd-boot-efi containerd skopeo iproute2 dnsmasq-base
+          busybox-static)
 
 missing=()
 for pkg in "${packages[@]}"; do
