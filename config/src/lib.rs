@@ -35,6 +35,13 @@
 //! token = "abcdef.0123456789abcdef"
 //! discovery-token-ca-cert-hash = "sha256:<64 hex digits>"
 //! certificate-key = "<64 hex digits>"   # control-plane joins only
+//!
+//! [api]
+//! client-ca = """
+//! -----BEGIN CERTIFICATE-----
+//! ...CA whose client certificates may use the node API...
+//! -----END CERTIFICATE-----
+//! """
 //! ```
 //!
 //! The keys and their defaults are documented on the types in [`model`]
@@ -67,7 +74,8 @@
 //! the `cairn-images` ones; interface addresses need a prefix and a host
 //! part (`10.0.0.11/24`); label and taint keys and values follow
 //! Kubernetes' rules; images must be pinned by tag or digest. Secrets
-//! (token, certificate key) are never repeated in messages.
+//! (token, certificate key) are never repeated in messages;
+//! `api.client-ca` holds only CA certificates (a private key is refused).
 //!
 //! Rules between values:
 //! - `node.role` is required; with `dhcp = true` there are no static
@@ -107,11 +115,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use error::{ConfigError, Problem};
 pub use model::{
-    Addressing, ClusterAction, ClusterConfig, ContainerdConfig, JoinConfig, KernelConfig,
+    Addressing, ApiConfig, ClusterAction, ClusterConfig, ContainerdConfig, JoinConfig, KernelConfig,
     MachineConfig, NodeConfig, Taint, VipConfig,
 };
 pub use types::{
-    CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey, LabelValue,
+    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey, LabelValue,
     NodeRole, RegistryHost, Snapshotter, TaintEffect,
 };
 

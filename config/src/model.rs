@@ -12,7 +12,7 @@ use cairn_pki::{
 };
 
 use crate::types::{
-    CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey, LabelValue,
+    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey, LabelValue,
     NodeRole, RegistryHost, Snapshotter, TaintEffect,
 };
 
@@ -41,6 +41,8 @@ pub struct MachineConfig {
     /// `[join]`: present when this node joins an existing cluster instead of
     /// initialising one.
     pub join: Option<JoinConfig>,
+    /// `[api]`: who may use the node API.
+    pub api: ApiConfig,
 }
 
 impl MachineConfig {
@@ -227,6 +229,17 @@ pub struct ContainerdConfig {
     /// order before it, e.g.
     /// `{ "docker.io" = ["https://mirror.example.org"] }`.
     pub registry_mirrors: BTreeMap<RegistryHost, Vec<HttpUrl>>,
+}
+
+/// `[api]`: access to the node API (HTTPS on port 50000).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApiConfig {
+    /// `client-ca`: PEM CA certificate(s); client certificates they signed
+    /// may use every endpoint of the node API. Without it, only the cluster
+    /// CA (once the node has one) is trusted. Until a config is applied the
+    /// API accepts nothing but the one-time maintenance key shown on the
+    /// console.
+    pub client_ca: Option<CaBundle>,
 }
 
 /// `[join]`: how this node joins an existing cluster (kubeadm's

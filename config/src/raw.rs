@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Addressing, ClusterConfig, ContainerdConfig, JoinConfig, KernelConfig, MachineConfig,
+    Addressing, ApiConfig, ClusterConfig, ContainerdConfig, JoinConfig, KernelConfig, MachineConfig,
     NodeConfig, Taint, VipConfig,
 };
 
@@ -29,6 +29,15 @@ pub(super) struct RawMachineConfig {
     pub containerd: Option<RawContainerd>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<RawJoin>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<RawApi>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawApi {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -153,6 +162,9 @@ impl From<&MachineConfig> for RawMachineConfig {
             containerd: (containerd != &ContainerdConfig::default())
                 .then(|| RawContainerd::from(containerd)),
             join: config.join.as_ref().map(RawJoin::from),
+            api: (config.api != ApiConfig::default()).then(|| RawApi {
+                client_ca: config.api.client_ca.as_ref().map(|ca| ca.to_string()),
+            }),
         }
     }
 }

@@ -625,3 +625,46 @@ fn serde_deserialize_validates_too() {
     let config: MachineConfig = toml::from_str(&worker_join()).expect("valid");
     assert_eq!(config.node.role, NodeRole::Worker);
 }
+
+fn api_section(pem: &str) -> String {
+    format!("[node]\nrole = \"worker\"\n\n[api]\nclient-ca = \"\"\"\n{pem}\"\"\"\n")
+}
+
+fn test_ca_pem(common_name: &str) -> (String, cairn_pki::PrivateKey) {
+    let key = cairn_pki::PrivateKey::generate(cairn_pki::KeyType::EcdsaP256).expect("key");
+    let pem = cairn_pki::cert::self_signed_ca(common_name, &key, time::OffsetDateTime::now_utc())
+        .expect("CA");
+    (pem, key)
+}
+
+#[test]
+fn api_client_ca_accepts_ca_bundles_and_round_trips() {
+    let (first, _) = test_ca_pem("lab-admin-ca");
+    let (second, _) = test_ca_pem("other-ca");
+    let config = round_trip(&api_section(&format!("{first}{second}")));
+    let bundle = config.api.client_ca.expect("client-ca");
+    assert_eq!(pem::parse_many(bundle.as_pem()).expect("pem").len(), 2);
+}
+
+#[test]
+fn api_client_ca_refuses_keys_leaves_and_garbage() {
+    let (ca, ca_key) = test_ca_pem("lab-admin-ca");
+    let ca_der = cairn_pki::cert::pem_to_der(&ca).expect("der");
+    let leaf_key = cairn_pki::PrivateKey::generate(cairn_pki::KeyType::EcdsaP256).expect("key");
+    let request = cairn_pki::cert::CertRequest::new("admin", cairn_pki::cert::Usage::Client);
+    let leaf = cairn_pki::cert::issue(
+        &request,
+        &leaf_key,
+        &ca_der,
+        &ca_key,
+        time::OffsetDateTime::now_utc(),
+    )
+    .expect("leaf");
+    assert_problem(&api_section(&leaf), "api.client-ca", "not a CA certificate");
+    assert_problem(
+        &api_section(&leaf_key.to_pem()),
+        "api.client-ca",
+        "never put private keys here",
+    );
+    assert_problem(&api_section("hello"), "api.client-ca", "PEM");
+}

@@ -549,6 +549,61 @@ impl fmt::Display for Snapshotter {
 
 string_conversions!(Snapshotter);
 
+/// One or more PEM `CERTIFICATE` blocks, each a CA certificate
+/// (`basicConstraints CA:TRUE`), e.g. the CA whose client certificates may
+/// use the node API. Kept as the PEM text it was given, normalised to end
+/// in a newline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CaBundle(String);
+
+impl CaBundle {
+    /// The PEM text.
+    pub fn as_pem(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for CaBundle {
+    type Err = InvalidValue;
+    fn from_str(value: &str) -> Result<Self, InvalidValue> {
+        let expected = "expected one or more PEM CERTIFICATE blocks of CA certificates";
+        let blocks =
+            pem::parse_many(value).map_err(|e| invalid(format!("not PEM ({e}); {expected}")))?;
+        if blocks.is_empty() {
+            return Err(invalid(format!("holds no PEM block; {expected}")));
+        }
+        for (index, block) in blocks.iter().enumerate() {
+            let number = index + 1;
+            if block.tag() != "CERTIFICATE" {
+                return Err(invalid(format!(
+                    "block {number} is a {:?}, not a CERTIFICATE (never put private keys here); {expected}",
+                    block.tag()
+                )));
+            }
+            let info = cairn_pki::cert::CertInfo::from_der(block.contents())
+                .map_err(|e| invalid(format!("block {number}: {e}; {expected}")))?;
+            if !info.is_ca {
+                return Err(invalid(format!(
+                    "block {number} ({:?}) is not a CA certificate; {expected}",
+                    info.common_name
+                )));
+            }
+        }
+        let mut text = value.trim().to_owned();
+        text.push('\n');
+        Ok(Self(text))
+    }
+}
+
+impl fmt::Display for CaBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+string_conversions!(CaBundle);
+
 #[cfg(test)]
 mod tests {
     use crate::*;

@@ -20,12 +20,12 @@ use cairn_pki::{
 
 use crate::error::Problem;
 use crate::model::{
-    Addressing, ClusterConfig, ContainerdConfig, DEFAULT_APISERVER_PORT, JoinConfig, KernelConfig,
+    Addressing, ApiConfig, ClusterConfig, ContainerdConfig, DEFAULT_APISERVER_PORT, JoinConfig, KernelConfig,
     MachineConfig, NodeConfig, Taint, VipConfig,
 };
 use crate::raw::{RawCluster, RawContainerd, RawJoin, RawKernel, RawMachineConfig, RawNode};
 use crate::types::{
-    CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey, LabelValue,
+    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey, LabelValue,
     NodeRole, RegistryHost, Snapshotter, TaintEffect,
 };
 
@@ -84,6 +84,11 @@ pub(super) fn build(raw: &RawMachineConfig) -> Result<MachineConfig, Vec<Problem
         .join
         .as_ref()
         .and_then(|join| check_join(&mut checker, join, role));
+    let api = ApiConfig {
+        client_ca: raw.api.as_ref().and_then(|api| {
+            checker.parse_optional::<CaBundle>("api.client-ca", api.client_ca.as_ref())
+        }),
+    };
 
     check_roles_and_sections(&mut checker, raw, role);
     check_endpoints(&mut checker, cluster.as_ref(), join.as_ref());
@@ -106,6 +111,7 @@ pub(super) fn build(raw: &RawMachineConfig) -> Result<MachineConfig, Vec<Problem
             kernel,
             containerd,
             join,
+            api,
         }),
         _ => Err(checker.problems),
     }
