@@ -20,6 +20,7 @@ pub mod deb;
 pub mod fat;
 pub mod fetch;
 pub mod gpt;
+pub mod gpt_grow;
 pub mod kmod;
 pub mod oci;
 pub mod profile;
