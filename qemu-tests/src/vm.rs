@@ -1,4 +1,13 @@
 //! One QEMU virtual machine with a serial console log.
+//!
+//! [`VmConfig::new`] gives the settings `bootstrap qemu boot` and the image
+//! tests use: no network, `-no-reboot` (a guest reboot ends QEMU), a fresh
+//! serial log. The lab sets the rest: [`VmConfig::netns`] runs QEMU inside
+//! the lab's network namespace (`ip netns exec`), [`VmConfig::nic`] attaches
+//! a tap there, [`VmConfig::drives`] adds virtio disks (a persistent overlay
+//! for STATE, a NoCloud `cidata` image), `no_reboot = false` lets a guest
+//! reboot inside the same QEMU process, and `append_serial` keeps the
+//! console of earlier boots in the log.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,6 +40,29 @@ pub enum Boot {
     /// UEFI firmware (OVMF) boots a disk image; the disk is used through a
     /// copy-on-write overlay so the image itself is never modified.
     Uefi { disk: PathBuf },
+    /// UEFI firmware boots the first of [`VmConfig::drives`] (the caller
+    /// owns the overlay, so it survives restarts). Firmware variables live
+    /// in `<dir>/<name>.vars.fd`, created once.
+    UefiDrives,
+    /// SeaBIOS runs the NIC's iPXE ROM (`-boot n`), which boots from DHCP.
+    Network,
+}
+
+/// An extra virtio disk.
+#[derive(Debug, Clone)]
+pub struct Drive {
+    pub path: PathBuf,
+    /// `qcow2` or `raw`.
+    pub format: &'static str,
+    pub read_only: bool,
+}
+
+/// A virtio NIC on a tap device that already exists (in [`VmConfig::netns`]).
+#[derive(Debug, Clone)]
+pub struct Nic {
+    pub tap: String,
+    /// `52:54:00:..`
+    pub mac: String,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +74,98 @@ pub struct VmConfig {
     pub accel: Accel,
     /// Where the serial log, overlays and firmware variables go.
     pub dir: PathBuf,
+    /// Extra virtio disks, in order (`/dev/vda`, `/dev/vdb`, ...; after the
+    /// overlay of [`Boot::Uefi`]).
+    pub drives: Vec<Drive>,
+    pub nic: Option<Nic>,
+    /// Run QEMU inside this network namespace (`ip netns exec NAME`).
+    pub netns: Option<String>,
+    /// `-no-reboot`: a guest reboot stops QEMU instead of resetting it.
+    pub no_reboot: bool,
+    /// Append to the serial log instead of starting it afresh.
+    pub append_serial: bool,
+}
+
+impl VmConfig {
+    /// One vCPU, 1 GiB, no network, `-no-reboot`, a fresh serial log.
+    pub fn new(name: impl Into<String>, boot: Boot, accel: Accel, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            boot,
+            memory_mib: 1024,
+            cpus: 1,
+            accel,
+            dir: dir.into(),
+            drives: Vec::new(),
+            nic: None,
+            netns: None,
+            no_reboot: true,
+            append_serial: false,
+        }
+    }
+
+    /// QEMU's standard error: `<dir>/<name>.qemu.log`.
+    pub fn qemu_log(&self) -> PathBuf {
+        self.dir.join(format!("{}.qemu.log", self.name))
+    }
+
+    /// The serial log's path: `<dir>/<name>.serial.log`.
+    pub fn serial_log(&self) -> PathBuf {
+        self.dir.join(format!("{}.serial.log", self.name))
+    }
+}
+
+/// Creates a qcow2 overlay at `overlay` backed by `base` (qcow2 or raw),
+/// optionally grown to `size_bytes`.
+pub fn create_overlay(base: &Path, overlay: &Path, size_bytes: Option<u64>) -> Result<(), VmError> {
+    let _ = std::fs::remove_file(overlay);
+    let format = if base.extension().is_some_and(|e| e == "qcow2") {
+        "qcow2"
+    } else {
+        "raw"
+    };
+    let mut command = Command::new("qemu-img");
+    command
+        .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
+        .arg(base.canonicalize().unwrap_or_else(|_| base.to_path_buf()))
+        .arg(overlay);
+    if let Some(size) = size_bytes {
+        command.arg(size.to_string());
+    }
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| VmError::Prepare(format!("qemu-img: {e}; install qemu-utils")))?;
+    if !output.status.success() {
+        return Err(VmError::Prepare(format!(
+            "qemu-img create of an overlay of {} failed: {}",
+            base.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn check_firmware() -> Result<(), VmError> {
+    for firmware in [OVMF_CODE, OVMF_VARS] {
+        if !Path::new(firmware).is_file() {
+            return Err(VmError::MissingFirmware(firmware.into()));
+        }
+    }
+    Ok(())
+}
+
+fn firmware_args(command: &mut Command, vars: &Path) {
+    command
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            vars.display()
+        ));
 }
 
 /// A running VM; dropping it kills QEMU.
@@ -58,27 +182,38 @@ const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 impl Vm {
     pub fn start(config: VmConfig) -> Result<Self, VmError> {
         std::fs::create_dir_all(&config.dir).map_err(|e| VmError::Prepare(e.to_string()))?;
-        let serial_log = config.dir.join(format!("{}.serial.log", config.name));
-        let _ = std::fs::remove_file(&serial_log);
-        let mut command = Command::new("qemu-system-x86_64");
+        let serial_log = config.serial_log();
+        if !config.append_serial {
+            let _ = std::fs::remove_file(&serial_log);
+            let _ = std::fs::remove_file(config.qemu_log());
+        }
+        let mut command = match &config.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, "qemu-system-x86_64"]);
+                command
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
         command
             .args(config.accel.args())
-            .args([
-                "-machine",
-                "q35",
-                "-nodefaults",
-                "-display",
-                "none",
-                "-no-reboot",
-            ])
+            .args(["-machine", "q35", "-nodefaults", "-display", "none"])
             .args([
                 "-m",
                 &config.memory_mib.to_string(),
                 "-smp",
                 &config.cpus.to_string(),
             ])
-            .arg("-serial")
-            .arg(format!("file:{}", serial_log.display()));
+            .arg("-chardev")
+            .arg(format!(
+                "file,id=serial0,path={},append={}",
+                serial_log.display(),
+                if config.append_serial { "on" } else { "off" }
+            ))
+            .args(["-serial", "chardev:serial0"]);
+        if config.no_reboot {
+            command.arg("-no-reboot");
+        }
         match &config.boot {
             Boot::Kernel {
                 kernel,
@@ -93,50 +228,56 @@ impl Vm {
                     .args(["-append", cmdline]);
             }
             Boot::Uefi { disk } => {
-                for firmware in [OVMF_CODE, OVMF_VARS] {
-                    if !Path::new(firmware).is_file() {
-                        return Err(VmError::MissingFirmware(firmware.into()));
-                    }
-                }
+                check_firmware()?;
                 let vars = config.dir.join(format!("{}.vars.fd", config.name));
                 std::fs::copy(OVMF_VARS, &vars).map_err(|e| VmError::Prepare(e.to_string()))?;
                 let overlay = config.dir.join(format!("{}.overlay.qcow2", config.name));
-                let _ = std::fs::remove_file(&overlay);
-                let format = if disk.extension().is_some_and(|e| e == "qcow2") {
-                    "qcow2"
-                } else {
-                    "raw"
-                };
-                let status = Command::new("qemu-img")
-                    .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
-                    .arg(disk.canonicalize().unwrap_or_else(|_| disk.clone()))
-                    .arg(&overlay)
-                    .status()
-                    .map_err(|e| VmError::Prepare(format!("qemu-img: {e}")))?;
-                if !status.success() {
-                    return Err(VmError::Prepare(format!(
-                        "qemu-img create failed for {}",
-                        disk.display()
-                    )));
-                }
+                create_overlay(disk, &overlay, None)?;
+                firmware_args(&mut command, &vars);
                 command
-                    .arg("-drive")
-                    .arg(format!(
-                        "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
-                    ))
-                    .arg("-drive")
-                    .arg(format!(
-                        "if=pflash,format=raw,unit=1,file={}",
-                        vars.display()
-                    ))
                     .arg("-drive")
                     .arg(format!("if=virtio,format=qcow2,file={}", overlay.display()));
             }
+            Boot::UefiDrives => {
+                check_firmware()?;
+                let vars = config.dir.join(format!("{}.vars.fd", config.name));
+                if !vars.is_file() {
+                    std::fs::copy(OVMF_VARS, &vars).map_err(|e| VmError::Prepare(e.to_string()))?;
+                }
+                firmware_args(&mut command, &vars);
+            }
+            Boot::Network => {
+                command.args(["-boot", "n"]);
+            }
         }
+        for drive in &config.drives {
+            command.arg("-drive").arg(format!(
+                "if=virtio,format={},file={}{}",
+                drive.format,
+                drive.path.display(),
+                if drive.read_only { ",readonly=on" } else { "" }
+            ));
+        }
+        if let Some(nic) = &config.nic {
+            command
+                .arg("-netdev")
+                .arg(format!(
+                    "tap,id=net0,ifname={},script=no,downscript=no",
+                    nic.tap
+                ))
+                .arg("-device")
+                .arg(format!("virtio-net-pci,netdev=net0,mac={}", nic.mac));
+        }
+        tracing::debug!(?command, "starting QEMU");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config.qemu_log())
+            .map_err(|e| VmError::Prepare(format!("{}: {e}", config.qemu_log().display())))?;
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .map_err(VmError::Spawn)?;
         Ok(Self {
@@ -144,6 +285,28 @@ impl Vm {
             serial_log,
             child,
         })
+    }
+
+    /// QEMU's process id (the `ip netns exec` wrapper execs QEMU, so it is
+    /// the same process).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(status)` once QEMU has exited.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The end of QEMU's own messages (standard error).
+    pub fn qemu_messages(&self) -> String {
+        console::tail(&self.config.qemu_log(), 10)
+    }
+
+    /// Hard power-off: kills QEMU and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits for a console line containing `expected`.
@@ -207,7 +370,6 @@ impl Vm {
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

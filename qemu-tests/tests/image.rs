@@ -249,15 +249,8 @@ fn a_rebuild_is_byte_identical() {
 fn boot_and_expect_banner(name: &str, boot: Boot, timeout: Duration, state_line: &str) {
     let image = common::image();
     let accel = Accel::detect(&image.join("vmlinuz"));
-    let mut vm = Vm::start(VmConfig {
-        name: name.to_owned(),
-        boot,
-        memory_mib: 1024,
-        cpus: 1,
-        accel,
-        dir: common::test_dir("vms"),
-    })
-    .expect("start VM");
+    let mut vm =
+        Vm::start(VmConfig::new(name, boot, accel, common::test_dir("vms"))).expect("start VM");
     let line = vm
         .wait_for_console(BANNER, timeout)
         .unwrap_or_else(|e| panic!("{name} ({accel:?}): {e}"));
@@ -275,13 +268,10 @@ fn boot_and_expect_banner(name: &str, boot: Boot, timeout: Duration, state_line:
     // STATE: formatted and mounted from a disk, in memory without one.
     vm.wait_for_console(state_line, timeout)
         .unwrap_or_else(|e| panic!("{name} ({accel:?}): {e}"));
-    // With no services defined yet, node-agent powers the machine off.
-    let exited = vm.wait_for_exit(Duration::from_secs(60));
-    assert!(
-        exited.is_some(),
-        "{name}: the VM did not power off; console:\n{}",
-        vm.console_tail(30)
-    );
+    // With no machine config anywhere, the node waits in maintenance mode
+    // with a one-time key for the node API.
+    vm.wait_for_console("cairn node-agent: maintenance key: ", timeout)
+        .unwrap_or_else(|e| panic!("{name} ({accel:?}): {e}"));
 }
 
 #[test]

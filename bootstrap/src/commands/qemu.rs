@@ -54,14 +54,9 @@ fn boot(args: QemuBootArgs, out: &mut dyn Write) -> Result<(), BootstrapError> {
         },
         dir.display()
     )?;
-    let mut vm = Vm::start(VmConfig {
-        name: "node".to_owned(),
-        boot,
-        memory_mib: args.memory,
-        cpus: 1,
-        accel,
-        dir,
-    })?;
+    let mut config = VmConfig::new("node", boot, accel, dir);
+    config.memory_mib = args.memory;
+    let mut vm = Vm::start(config)?;
     match vm.follow_console(out, Duration::from_secs(args.timeout))? {
         Some(status) => writeln!(out, "\n[qemu] the VM stopped ({status})")?,
         None => writeln!(
