@@ -111,6 +111,22 @@ impl KernelModules {
 
     /// Direct dependencies of a module, from its `.modinfo`.
     pub fn depends_of(&self, name: &str) -> Result<Vec<String>, KmodError> {
+        Ok(self
+            .modinfo_values(name, "depends")?
+            .iter()
+            .flat_map(|list| list.split(','))
+            .filter(|dep| !dep.is_empty())
+            .map(canonical_name)
+            .collect())
+    }
+
+    /// The device patterns a module drives (`alias=` in its `.modinfo`,
+    /// e.g. `virtio:d00000001v*` for virtio_net).
+    pub fn aliases_of(&self, name: &str) -> Result<Vec<String>, KmodError> {
+        self.modinfo_values(name, "alias")
+    }
+
+    fn modinfo_values(&self, name: &str, key: &str) -> Result<Vec<String>, KmodError> {
         let Some(relative) = self.files.get(name) else {
             return Ok(Vec::new());
         };
@@ -120,13 +136,12 @@ impl KernelModules {
             path: path.clone(),
             reason,
         })?;
+        let prefix = format!("{key}=");
         Ok(modinfo
             .split(|b| *b == 0)
             .filter_map(|entry| std::str::from_utf8(entry).ok())
-            .filter_map(|entry| entry.strip_prefix("depends="))
-            .flat_map(|list| list.split(','))
-            .filter(|dep| !dep.is_empty())
-            .map(canonical_name)
+            .filter_map(|entry| entry.strip_prefix(prefix.as_str()))
+            .map(str::to_owned)
             .collect())
     }
 
@@ -188,6 +203,22 @@ impl ModuleClosure {
             frontier = next;
         }
         order
+    }
+
+    /// `modules.alias` text (`alias <pattern> <module>`, as depmod writes
+    /// it) for the modules of this closure, so the node can load the
+    /// drivers of the devices it finds (coldplug) without a udev.
+    pub fn modules_alias(&self, modules: &KernelModules) -> Result<String, KmodError> {
+        let mut lines = Vec::new();
+        for name in self.direct.keys() {
+            for alias in modules.aliases_of(name)? {
+                lines.push(format!("alias {alias} {name}"));
+            }
+        }
+        lines.sort();
+        let mut text = lines.join("\n");
+        text.push('\n');
+        Ok(text)
     }
 
     /// `modules.dep` text for the modules of this closure.
@@ -346,7 +377,11 @@ mod tests {
         for (path, depends) in modules {
             let file = dir.join("kernel").join(path);
             fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
-            let info = format!("license=GPL\0depends={depends}\0vermagic=6.1\0");
+            let alias = match path.rsplit('/').next() {
+                Some("virtio_net.ko") => "alias=virtio:d00000001v*\0",
+                _ => "",
+            };
+            let info = format!("license=GPL\0{alias}depends={depends}\0vermagic=6.1\0");
             fs::write(file, fake_module(info.as_bytes())).expect("write");
         }
         fs::write(dir.join("modules.builtin"), "kernel/fs/ext4/ext4.ko\n").expect("builtin");
@@ -385,6 +420,8 @@ mod tests {
             "{dep}"
         );
         assert!(dep.contains("kernel/net/failover.ko\n"), "{dep}");
+        let alias = closure.modules_alias(&modules).expect("aliases");
+        assert_eq!(alias, "alias virtio:d00000001v* virtio_net\n");
     }
 
     #[test]

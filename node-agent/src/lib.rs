@@ -7,13 +7,22 @@
 //! - [`init`]: the initramfs stage: kernel filesystems, boot modules, the
 //!   squashfs root (read-only) with a tmpfs `/etc` overlay, switch root,
 //!   exec of the system stage.
-//! - The system stage ([`run_system`]) reports what it booted; services,
-//!   machine configuration and the node API build on it. Until they exist
-//!   it powers the machine off, which lets image tests prove the whole boot
-//!   path.
+//! - [`system`]: PID 1 on the real root: reaping, signals, the
+//!   timestamped console, STATE, host settings, the machine config (or
+//!   maintenance mode), network, containerd under the [`services`]
+//!   supervisor and the node API; then it waits for reboot or power-off.
+//! - [`net`]: links, addresses, routes (rtnetlink) and a DHCPv4 client.
+//! - [`process`]: the one place children are spawned and reaped.
+//! - [`services`]: the supervisor and the containerd service.
+//! - [`state`]: the STATE partition on `/var`.
 
+pub mod blockdev;
 pub mod init;
+pub mod net;
+pub mod process;
+pub mod services;
 pub mod state;
+pub mod system;
 
 use std::io::Write;
 use std::path::Path;
@@ -43,37 +52,12 @@ pub fn run_initramfs(console: &mut dyn Write) -> ! {
     power_off(console)
 }
 
-/// PID 1 on the real root.
-pub fn run_system(console: &mut dyn Write) -> ! {
-    let _ = writeln!(console, "{}", banner());
-    let os = os_release_name().unwrap_or_else(|| "an unknown system".to_owned());
-    let root = root_filesystem().unwrap_or_else(|| "unknown".to_owned());
-    let _ = writeln!(
-        console,
-        "cairn node-agent: PID 1 on {os}, root filesystem {root}"
-    );
-    let state = match state::mount_state() {
-        Ok(state::StateOutcome::Formatted(device)) => {
-            format!(
-                "STATE {} formatted (ext4) and mounted on /var",
-                device.display()
-            )
-        }
-        Ok(state::StateOutcome::Mounted(device)) => {
-            format!("STATE {} mounted on /var", device.display())
-        }
-        Ok(state::StateOutcome::Absent) => "no STATE partition; /var is in memory".to_owned(),
-        Err(error) => format!("{error}; /var stays in memory"),
-    };
-    let _ = writeln!(console, "cairn node-agent: {state}");
-    let _ = writeln!(
-        console,
-        "cairn node-agent: no services are defined yet; powering off"
-    );
-    power_off(console)
+/// PID 1 on the real root: see [`system`].
+pub fn run_system() -> ! {
+    system::run(Box::new(std::io::stdout()))
 }
 
-fn os_release_name() -> Option<String> {
+pub(crate) fn os_release_name() -> Option<String> {
     ["/etc/os-release", "/usr/lib/os-release"]
         .iter()
         .find_map(|path| std::fs::read_to_string(path).ok())
@@ -85,7 +69,7 @@ fn os_release_name() -> Option<String> {
 }
 
 /// `squashfs (ro)` from /proc/mounts for `/`.
-fn root_filesystem() -> Option<String> {
+pub(crate) fn root_filesystem() -> Option<String> {
     let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
     mounts.lines().rev().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();

@@ -6,7 +6,7 @@ fn main() {
         if cairn_node_agent::in_initramfs() {
             cairn_node_agent::run_initramfs(&mut console);
         }
-        cairn_node_agent::run_system(&mut console);
+        cairn_node_agent::run_system();
     }
     println!("{}", cairn_node_agent::banner());
 }

@@ -1,14 +1,18 @@
 //! The STATE partition: where a node keeps what must survive a reboot.
 //!
-//! A Cairn disk carries a GPT partition named `CAIRN-STATE`. On first boot
-//! it holds no filesystem, so node-agent formats it ext4 (with the same
-//! label) and mounts it on `/var`; later boots only mount it. A machine
+//! A Cairn disk carries a GPT partition named `CAIRN-STATE`, the last one
+//! on the disk. When the disk is larger than the image (a VM disk or a
+//! real drive), the partition is first grown to the end of the disk
+//! (`growpart`-style, [`cairn_images::gpt_grow`]) and the kernel re-reads
+//! the table. On first boot it holds no filesystem, so node-agent formats
+//! it ext4 (with the same label) and mounts it on `/var`; later boots only
+//! mount it, and an ext4 that is smaller than its grown partition is
+//! resized online (`resize2fs`). A machine
 //! without one (PXE, diskless) keeps the tmpfs `/var` the initramfs stage
 //! mounted.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 pub const PARTITION_NAME: &str = "CAIRN-STATE";
 
@@ -47,6 +51,74 @@ pub enum StateOutcome {
     Absent,
 }
 
+/// What growing STATE did, for the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Growth {
+    /// Already filled its disk.
+    Unchanged,
+    /// Grown from and to these sizes in bytes.
+    Grown { from: u64, to: u64 },
+    /// Left alone, and why.
+    Failed(String),
+}
+
+/// Grows partition `name` (e.g. `vda2`) to the end of its disk and waits
+/// until the kernel shows the new size.
+pub fn grow_partition(name: &str) -> Growth {
+    let sys = Path::new("/sys/class/block");
+    let Some(disk) = std::fs::canonicalize(sys.join(name)).ok().and_then(|path| {
+        path.parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+    }) else {
+        return Growth::Failed(format!("no parent disk for {name} in /sys/class/block"));
+    };
+    let sectors = |device: &str| {
+        std::fs::read_to_string(sys.join(device).join("size"))
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+    };
+    let (Some(disk_sectors), Some(before)) = (sectors(&disk), sectors(name)) else {
+        return Growth::Failed(format!("no size for {disk} or {name} in /sys/class/block"));
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(Path::new("/dev").join(&disk))
+    {
+        Ok(file) => file,
+        Err(error) => return Growth::Failed(format!("/dev/{disk}: {error}")),
+    };
+    match cairn_images::gpt_grow::grow_partition_to_end(&file, disk_sectors * 512, PARTITION_NAME) {
+        Ok(None) => return Growth::Unchanged,
+        Ok(Some(_)) => {}
+        Err(error) => return Growth::Failed(format!("/dev/{disk}: {error}")),
+    }
+    if let Err(error) = file.sync_all() {
+        return Growth::Failed(format!("/dev/{disk}: {error}"));
+    }
+    if let Err(error) = crate::blockdev::reread_partitions(&file) {
+        return Growth::Failed(format!(
+            "/dev/{disk}: re-reading the partition table: {error}"
+        ));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(after) = sectors(name).filter(|after| *after > before)
+            && Path::new("/dev").join(name).exists()
+        {
+            return Growth::Grown {
+                from: before * 512,
+                to: after * 512,
+            };
+        }
+        if std::time::Instant::now() > deadline {
+            return Growth::Failed(format!("the kernel still shows {name} at its old size"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("STATE partition {device}: {step}: {reason}")]
 pub struct StateError {
@@ -55,11 +127,13 @@ pub struct StateError {
     pub reason: String,
 }
 
-/// Formats STATE when it is empty and mounts it on `/var`.
-pub fn mount_state() -> Result<StateOutcome, StateError> {
+/// Grows STATE to its disk, formats it when it is empty and mounts it on
+/// `/var`.
+pub fn mount_state() -> Result<(StateOutcome, Growth), StateError> {
     let Some(name) = find_partition(Path::new("/sys/class/block")) else {
-        return Ok(StateOutcome::Absent);
+        return Ok((StateOutcome::Absent, Growth::Unchanged));
     };
+    let growth = grow_partition(&name);
     let device = PathBuf::from(format!("/dev/{name}"));
     let error = |step, reason: String| StateError {
         device: device.display().to_string(),
@@ -70,11 +144,18 @@ pub fn mount_state() -> Result<StateOutcome, StateError> {
         .map(|mut f| has_ext4(&mut f))
         .map_err(|e| error("reading the superblock", e.to_string()))?;
     if !formatted_before {
-        let output = Command::new("/usr/sbin/mkfs.ext4")
-            .args(["-q", "-F", "-L", PARTITION_NAME])
-            .arg(&device)
-            .output()
-            .map_err(|e| error("running mkfs.ext4", e.to_string()))?;
+        let output = crate::process::run(
+            "/usr/sbin/mkfs.ext4",
+            [
+                "-q".as_ref(),
+                "-F".as_ref(),
+                "-L".as_ref(),
+                PARTITION_NAME.as_ref(),
+                device.as_os_str(),
+            ],
+            std::time::Duration::from_secs(300),
+        )
+        .map_err(|e| error("running mkfs.ext4", e.to_string()))?;
         if !output.status.success() {
             return Err(error(
                 "formatting ext4",
@@ -90,11 +171,26 @@ pub fn mount_state() -> Result<StateOutcome, StateError> {
         None::<&str>,
     )
     .map_err(|e| error("mounting on /var", e.to_string()))?;
-    Ok(if formatted_before {
+    if formatted_before && matches!(growth, Growth::Grown { .. }) {
+        let output = crate::process::run(
+            "/usr/sbin/resize2fs",
+            [device.as_os_str()],
+            std::time::Duration::from_secs(300),
+        )
+        .map_err(|e| error("running resize2fs", e.to_string()))?;
+        if !output.status.success() {
+            return Err(error(
+                "growing ext4 (resize2fs)",
+                String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            ));
+        }
+    }
+    let outcome = if formatted_before {
         StateOutcome::Mounted(device)
     } else {
         StateOutcome::Formatted(device)
-    })
+    };
+    Ok((outcome, growth))
 }
 
 #[cfg(test)]

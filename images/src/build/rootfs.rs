@@ -272,7 +272,7 @@ pub fn unpack_archive(
 }
 
 /// Copies the module closure from the kernel tree into `root` with a
-/// `modules.dep` for exactly those modules.
+/// `modules.dep` and a `modules.alias` for exactly those modules.
 pub fn install_modules(
     kernel: &KernelModules,
     closure: &ModuleClosure,
@@ -299,6 +299,8 @@ pub fn install_modules(
     }
     let dep = dir.join("modules.dep");
     fs::write(&dep, closure.modules_dep(kernel)).map_err(io_err(&dep))?;
+    let alias = dir.join("modules.alias");
+    fs::write(&alias, closure.modules_alias(kernel)?).map_err(io_err(&alias))?;
     Ok(dir)
 }
 

@@ -1,0 +1,274 @@
+//! What the node API sees of the node: node-agent's implementation of
+//! [`NodeService`]. It holds the facts PID 1 learns while booting (state,
+//! config source, addresses, timings, checks, problems) and reaches the
+//! supervisor and containerd for the rest. Requests that change the
+//! machine (apply-config, reboot, shutdown) become [`Event`]s for PID 1's
+//! main thread; nothing here reboots by itself.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use cairn_config::MachineConfig;
+use cairn_node_api::{
+    ApiError, BootTimings, Caller, NodeService, NodeState, NodeStatus, RunContainerRequest,
+    RunContainerResponse, Versions,
+};
+
+use super::console::Console;
+use super::{Event, LOG_DIR};
+use crate::net::NetworkState;
+use crate::services::containerd::{self, ContainerdSettings};
+use crate::services::supervisor::Supervisor;
+
+/// Facts about the node that PID 1 records as it boots.
+#[derive(Debug, Default, Clone)]
+pub struct NodeFacts {
+    pub state: NodeState,
+    pub hostname: String,
+    pub config_source: Option<String>,
+    pub problems: Vec<String>,
+    pub addresses: Vec<String>,
+    pub boot: BootTimings,
+    pub checks: BTreeMap<String, String>,
+    pub containerd_version: Option<String>,
+}
+
+pub struct Agent {
+    console: Arc<Console>,
+    supervisor: Arc<Supervisor>,
+    events: Mutex<Sender<Event>>,
+    facts: Mutex<NodeFacts>,
+    containerd: Mutex<Option<ContainerdSettings>>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// This process's resident memory, from `/proc/self/status`.
+pub fn rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+impl Agent {
+    pub fn new(
+        console: Arc<Console>,
+        supervisor: Arc<Supervisor>,
+        events: Sender<Event>,
+        pid1_ms: u64,
+    ) -> Self {
+        let facts = NodeFacts {
+            boot: BootTimings {
+                pid1_ms: Some(pid1_ms),
+                ..BootTimings::default()
+            },
+            hostname: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            ..NodeFacts::default()
+        };
+        Self {
+            console,
+            supervisor,
+            events: Mutex::new(events),
+            facts: Mutex::new(facts),
+            containerd: Mutex::new(None),
+        }
+    }
+
+    fn send(&self, event: Event) {
+        let _ = lock(&self.events).send(event);
+    }
+
+    pub fn set_state(&self, state: NodeState) {
+        lock(&self.facts).state = state;
+    }
+
+    pub fn state(&self) -> NodeState {
+        lock(&self.facts).state
+    }
+
+    pub fn set_problems(&self, problems: Vec<String>) {
+        lock(&self.facts).problems = problems;
+    }
+
+    pub fn add_problems(&self, problems: impl IntoIterator<Item = String>) {
+        lock(&self.facts).problems.extend(problems);
+    }
+
+    pub fn set_config_source(&self, source: &str) {
+        lock(&self.facts).config_source = Some(source.to_owned());
+    }
+
+    pub fn set_hostname(&self, hostname: &str) {
+        lock(&self.facts).hostname = hostname.to_owned();
+    }
+
+    pub fn set_check(&self, name: &str, outcome: String) {
+        lock(&self.facts).checks.insert(name.to_owned(), outcome);
+    }
+
+    pub fn set_network(&self, state: &NetworkState) {
+        let mut facts = lock(&self.facts);
+        facts.addresses = state
+            .addresses
+            .iter()
+            .map(|(address, prefix)| format!("{address}/{prefix}"))
+            .collect();
+        if facts.boot.network_ms.is_none() {
+            facts.boot.network_ms = Some(super::millis(super::console::since_boot()));
+        }
+    }
+
+    pub fn set_containerd(&self, settings: ContainerdSettings) {
+        *lock(&self.containerd) = Some(settings);
+    }
+
+    pub fn set_containerd_ready(&self, at_ms: u64) {
+        let version = containerd::version().ok();
+        let mut facts = lock(&self.facts);
+        facts.boot.containerd_ms = Some(at_ms);
+        facts.containerd_version = version;
+    }
+}
+
+impl NodeService for Agent {
+    fn status(&self, _caller: &Caller) -> NodeStatus {
+        let facts = lock(&self.facts).clone();
+        let services = self
+            .supervisor
+            .status()
+            .into_iter()
+            .map(|(name, status)| (name, status.to_api()))
+            .collect();
+        NodeStatus {
+            hostname: facts.hostname,
+            state: facts.state,
+            config_source: facts.config_source,
+            problems: facts.problems,
+            versions: Versions {
+                cairn: env!("CARGO_PKG_VERSION").to_owned(),
+                kernel: nix::sys::utsname::uname()
+                    .map(|u| u.release().to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                containerd: facts.containerd_version,
+            },
+            addresses: facts.addresses,
+            services,
+            boot: facts.boot,
+            checks: facts.checks,
+            rss_kib: rss_kib(),
+        }
+    }
+
+    fn logs(&self, _caller: &Caller, service: &str, lines: usize) -> Result<String, ApiError> {
+        let valid = !service.is_empty()
+            && service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(ApiError::bad_request(format!(
+                "{service:?} is not a service name"
+            )));
+        }
+        let path = Path::new(LOG_DIR).join(format!("{service}.log"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|_| ApiError::not_found(format!("no log for service {service:?}")))?;
+        let all: Vec<&str> = text.lines().collect();
+        let start = all.len().saturating_sub(lines);
+        let mut tail = all[start..].join("\n");
+        tail.push('\n');
+        Ok(tail)
+    }
+
+    fn read_file(
+        &self,
+        _caller: &Caller,
+        path: &Path,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, ApiError> {
+        let file = std::fs::File::open(path).map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => {
+                ApiError::not_found(format!("{}: no such file", path.display()))
+            }
+            _ => ApiError::bad_request(format!("{}: {error}", path.display())),
+        })?;
+        let mut bytes = Vec::new();
+        file.take(max_bytes as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|error| ApiError::bad_request(format!("{}: {error}", path.display())))?;
+        Ok(bytes)
+    }
+
+    fn apply_config(&self, caller: &Caller, toml: &str) -> Result<(), ApiError> {
+        if self.state() != NodeState::Maintenance {
+            return Err(ApiError::conflict(
+                "the node already runs a machine config; configs are applied through the API in maintenance mode",
+            ));
+        }
+        let source = format!("node API ({caller})");
+        let config = MachineConfig::parse(toml, &source).map_err(|error| {
+            let problems: Vec<String> = error.to_string().lines().map(str::to_owned).collect();
+            self.console
+                .line(&format!("machine config from {source} refused:"));
+            for problem in &problems {
+                self.console.line(&format!("  {problem}"));
+            }
+            ApiError::invalid_config(problems)
+        })?;
+        self.set_state(NodeState::Configuring);
+        self.send(Event::ApplyConfig(Box::new(config), source));
+        Ok(())
+    }
+
+    fn reboot(&self, caller: &Caller) {
+        self.send(Event::Reboot(format!(
+            "requested through the node API by {caller}"
+        )));
+    }
+
+    fn shutdown(&self, caller: &Caller) {
+        self.send(Event::PowerOff(format!(
+            "requested through the node API by {caller}"
+        )));
+    }
+
+    fn run_container(
+        &self,
+        caller: &Caller,
+        request: &RunContainerRequest,
+    ) -> Result<RunContainerResponse, ApiError> {
+        let Some(settings) = lock(&self.containerd).clone() else {
+            return Err(ApiError::unavailable("containerd is not running"));
+        };
+        self.console.line(&format!(
+            "running {} {:?} for {caller}",
+            request.image, request.args
+        ));
+        let timeout = Duration::from_secs(request.timeout_seconds.clamp(1, 600));
+        let output = containerd::run_container(&settings, &request.image, &request.args, timeout)
+            .map_err(|error| ApiError::internal(error.to_string()))?;
+        Ok(RunContainerResponse {
+            exit_code: output.exit_code,
+            stdout: output.stdout,
+            stderr: output.stderr,
+        })
+    }
+}
