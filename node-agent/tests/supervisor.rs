@@ -377,8 +377,8 @@ fn logs_have_boot_timestamps_and_both_streams() {
     assert!(text.contains(&"oops"), "{lines:#?}");
     // Output is drained before the exit is recorded.
     assert_eq!(
-        text.last(),
-        Some(&"[supervisor] exited: exit status 0"),
+        text[text.len() - 2..],
+        ["[supervisor] exited: exit status 0", "[supervisor] stopped"],
         "{lines:#?}"
     );
     assert!(h.dir.path().join("log/talker.log").is_file());
@@ -542,5 +542,31 @@ fn spawn_reports_statuses_and_signals() {
     }
     for (code, child) in statuses {
         assert_eq!(child.wait().code(), Some(code));
+    }
+}
+
+#[test]
+fn backoff_starts_over_after_a_long_enough_run() {
+    let h = Harness::new();
+    let mut spec = sh("flaky", "sleep 0.3; exit 1");
+    spec.backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(5),
+        reset_after: Duration::from_millis(200),
+    };
+    h.supervisor.add(spec).expect("add");
+    h.supervisor.start().expect("start");
+    h.wait_for("three restarts", |h| {
+        h.events()
+            .iter()
+            .filter(|(_, e)| matches!(e.kind, EventKind::Restarting { .. }))
+            .count()
+            >= 3
+    });
+    // Every run lasted longer than `reset_after`: no doubling.
+    for (_, event) in h.events() {
+        if let EventKind::Restarting { delay } = event.kind {
+            assert_eq!(delay, Duration::from_millis(100), "{}", h.report());
+        }
     }
 }
