@@ -44,6 +44,33 @@ pub enum QemuCommand {
     /// Boot one VM from a built image and show its serial console until it
     /// powers off
     Boot(QemuBootArgs),
+    /// Start a lab: build the image (cached), boot N nodes on a private
+    /// network and wait until each runs containerd.
+    ///
+    /// The lab lives in the network namespace cairn-NAME (bridge br0,
+    /// gateway 10.5.0.1/24, node-1 at 10.5.0.11, node-2 at .12, ...) with
+    /// dnsmasq for DHCP/PXE and an HTTP server serving each node its machine
+    /// config. Nothing is added to the host's network: each node's API
+    /// (:50000) and apiserver (:6443) are forwarded from 127.0.0.1. A
+    /// detached daemon keeps the lab running after this command returns;
+    /// `bootstrap qemu down --name NAME` removes everything. Leftovers of a
+    /// crashed lab of the same name are removed first. Needs root.
+    Up(QemuUpArgs),
+    /// Show each node of a lab: address, VM, node state and services
+    Status(QemuStatusArgs),
+    /// Print a node's serial console
+    Console(QemuConsoleArgs),
+    /// Hard power-off of a node (its disk, if any, is kept)
+    Kill(QemuNodeArgs),
+    /// Boot a node that is not running
+    Start(QemuNodeArgs),
+    /// Stop a lab and remove its namespace, processes and files
+    Down(QemuLabArgs),
+    /// Call a node's API with the lab's admin certificate
+    Api(QemuApiArgs),
+    /// Run a lab in the foreground (started by `up`)
+    #[command(hide = true)]
+    Daemon(QemuDaemonArgs),
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +91,162 @@ pub struct QemuBootArgs {
     /// Where the serial log and disk overlay go [default: a temporary directory]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+/// How lab nodes boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QemuBootMode {
+    /// vmlinuz + initramfs loaded by QEMU; config from
+    /// cairn.config=http://10.5.0.1:8080/config/${mac}
+    Kernel,
+    /// disk.qcow2 (overlay) through OVMF; config from a NoCloud cidata drive
+    Uefi,
+    /// iPXE from DHCP; boot script, kernel and initramfs over HTTP
+    Pxe,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QemuLabArgs {
+    /// The lab's name (a-z, 0-9, -; up to 20 characters)
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Where lab directories live
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "CAIRN_LAB_ROOT",
+        default_value = "/run/cairn/lab"
+    )]
+    pub lab_root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct QemuUpArgs {
+    #[command(flatten)]
+    pub lab: QemuLabArgs,
+    /// The image profile to build (cached under the cache directory)
+    #[arg(long, value_name = "FILE", default_value = "profiles/default.toml")]
+    pub profile: PathBuf,
+    /// Use this already built image directory instead of building --profile
+    #[arg(long, value_name = "DIR", conflicts_with = "profile")]
+    pub image: Option<PathBuf>,
+    /// Build cache [default: $CAIRN_CACHE or ~/.cache/cairn]
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Number of nodes: node-1 is a control-plane node, the others workers
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=89))]
+    pub nodes: u16,
+    /// Do not form a Kubernetes cluster, only boot the nodes (today every
+    /// lab behaves like this)
+    #[arg(long)]
+    pub no_cluster: bool,
+    /// Memory per node in MiB
+    #[arg(long, value_name = "MiB", default_value_t = 2048)]
+    pub memory: u32,
+    /// How nodes boot
+    #[arg(long, value_enum, default_value = "kernel")]
+    pub boot: QemuBootMode,
+    /// Give up waiting for the nodes after this many seconds (the lab keeps
+    /// running so you can look at it)
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub timeout: u64,
+}
+
+/// Output formats of `qemu status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusOutput {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct QemuStatusArgs {
+    #[command(flatten)]
+    pub lab: QemuLabArgs,
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: StatusOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct QemuNodeArgs {
+    #[command(flatten)]
+    pub lab: QemuLabArgs,
+    /// The node, e.g. node-1
+    #[arg(value_name = "NODE")]
+    pub node: String,
+}
+
+#[derive(Debug, Args)]
+pub struct QemuConsoleArgs {
+    #[command(flatten)]
+    pub node: QemuNodeArgs,
+    /// Keep printing new console output until interrupted
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QemuApiArgs {
+    #[command(flatten)]
+    pub node: QemuNodeArgs,
+    #[command(subcommand)]
+    pub call: QemuApiCall,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QemuApiCall {
+    /// GET /v1/status, printed as JSON
+    Status,
+    /// The last lines of a service's log
+    Logs {
+        /// e.g. containerd
+        service: String,
+        #[arg(long, default_value_t = 200)]
+        lines: usize,
+    },
+    /// A file from the node (at most 1 MiB)
+    Read {
+        /// Absolute path on the node
+        path: String,
+    },
+    /// Run a container from an image the node has, print its output
+    Run {
+        /// Image reference
+        image: String,
+        /// Command and arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// Kill it after this many seconds
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Apply a machine config file (with the maintenance key from the
+    /// console when the node has no config yet)
+    Apply {
+        /// The machine config (TOML)
+        file: PathBuf,
+    },
+    /// Reboot the node
+    Reboot,
+    /// Power the node off
+    Shutdown,
+}
+
+#[derive(Debug, Args)]
+pub struct QemuDaemonArgs {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    #[arg(long)]
+    pub image: PathBuf,
+    #[arg(long)]
+    pub nodes: u16,
+    #[arg(long)]
+    pub memory: u32,
+    #[arg(long, value_enum)]
+    pub boot: QemuBootMode,
 }
 
 #[derive(Debug, Subcommand)]

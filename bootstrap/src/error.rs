@@ -28,6 +28,10 @@ pub enum BootstrapError {
     Inspect(String),
     #[error(transparent)]
     Vm(#[from] cairn_qemu_tests::VmError),
+    #[error(transparent)]
+    Lab(#[from] cairn_qemu_tests::LabError),
+    #[error(transparent)]
+    NodeApi(#[from] cairn_node_api::ClientError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

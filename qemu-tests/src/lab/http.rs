@@ -12,7 +12,7 @@
 //! is bound inside the lab namespace (see [`super::netns::in_namespace`]);
 //! accepting and answering happen on ordinary threads. Each answer is
 //! `HTTP/1.1` with `Connection: close`; files are streamed. Every request
-//! is appended to the lab's `http.log` and kept in memory for tests
+//! is appended to the lab's `http.log` (path percent-decoded) and kept in memory for tests
 //! ([`HttpServer::requests`]).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -187,7 +187,7 @@ fn handle(stream: TcpStream, content: &RwLock<Content>) -> Option<Request> {
     }
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_owned();
-    let path = parts.next().unwrap_or_default().to_owned();
+    let path = percent_decode(parts.next().unwrap_or_default());
     let answer = if method == "GET" || method == "HEAD" {
         let content = content.read().ok()?.clone();
         route(&path, &content)
@@ -260,9 +260,34 @@ fn find_node<'a>(content: &'a Content, key: &str) -> Option<&'a ServedNode> {
         .find(|node| normalize_mac(&node.mac) == mac || node.name == key)
 }
 
+/// Decodes `%XX` escapes (iPXE escapes the colons of a MAC in a path).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn route(path: &str, content: &Content) -> Result<Body, u16> {
     let path = path.split('?').next().unwrap_or_default();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let decoded: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["healthz"] => Ok(Body::Text("text/plain", "ok\n".into())),
         ["config", key] => find_node(content, key)

@@ -136,7 +136,7 @@ pub enum LabError {
     Vm {
         node: String,
         #[source]
-        source: VmError,
+        source: Box<VmError>,
     },
     #[error("lab {0} is not running (no {1}); start it with `bootstrap qemu up --name {0}`")]
     NotRunning(String, PathBuf),
@@ -818,7 +818,7 @@ impl Lab {
         let node = self.node(name)?.clone();
         let vm_error = |source| LabError::Vm {
             node: name.to_owned(),
-            source,
+            source: Box::new(source),
         };
         let image = &self.spec.image;
         let dir = &self.state.dir;
@@ -908,30 +908,44 @@ impl Lab {
     }
 
     /// Waits for a console line of `node` containing `text` (a line from an
-    /// earlier boot counts too; see [`console::wait_for_line_after`] to
-    /// skip those).
+    /// earlier boot counts too; use [`Lab::console_mark`] and
+    /// [`Lab::wait_for_console_after`] to skip those).
     pub fn wait_for_console(
         &mut self,
         node: &str,
         text: &str,
         timeout: Duration,
     ) -> Result<String, LabError> {
+        self.wait_for_console_after(node, 0, text, timeout)
+    }
+
+    /// The current length of `node`'s console log.
+    pub fn console_mark(&self, node: &str) -> Result<u64, LabError> {
+        Ok(console::mark(&self.node(node)?.serial_log))
+    }
+
+    /// Waits for a console line containing `text` written after `mark`
+    /// (from [`Lab::console_mark`]). Fails early when the VM stops.
+    pub fn wait_for_console_after(
+        &mut self,
+        node: &str,
+        mark: u64,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<String, LabError> {
         let log = self.node(node)?.serial_log.clone();
-        let vm = self.vms.get_mut(node);
-        let result = match vm {
-            Some(vm) => vm
-                .wait_for_console(text, timeout)
-                .map_err(|source| LabError::Vm {
-                    node: node.to_owned(),
-                    source,
-                }),
-            None => console::wait_for_line(&log, text, timeout, || Err("not running".into()))
-                .map_err(|e| LabError::Vm {
-                    node: node.to_owned(),
-                    source: e.into(),
-                }),
-        };
-        result
+        let mut vm = self.vms.get_mut(node);
+        console::wait_for_line_after(&log, mark, text, timeout, || match vm.as_mut() {
+            Some(vm) => match vm.try_exit() {
+                Some(status) => Err(format!("QEMU exited: {status}; {}", vm.qemu_messages())),
+                None => Ok(()),
+            },
+            None => Err("the node is not running".into()),
+        })
+        .map_err(|e| LabError::Vm {
+            node: node.to_owned(),
+            source: Box::new(e.into()),
+        })
     }
 
     /// Tears the lab down; errors are reported (dropping does the same and

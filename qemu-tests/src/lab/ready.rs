@@ -72,12 +72,11 @@ pub fn status(node: &LabNode, admin: &AdminCredentials) -> Result<NodeStatus, St
         Ok(status) => return Ok(status),
         Err(e) => e,
     };
-    if node.maintenance_key().is_some() {
-        if let Ok(status) = client(node, admin, Auth::MaintenanceKey)
+    if node.maintenance_key().is_some()
+        && let Ok(status) = client(node, admin, Auth::MaintenanceKey)
             .and_then(|c| c.status().map_err(|e| e.to_string()))
-        {
-            return Ok(status);
-        }
+    {
+        return Ok(status);
     }
     Err(admin_error)
 }
