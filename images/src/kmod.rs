@@ -183,26 +183,28 @@ impl ModuleClosure {
         self.direct.keys()
     }
 
-    /// All dependencies of `name`, nearest first, each once: depmod's
-    /// order, in which loading from the end of the list satisfies every
-    /// module before its users.
+    /// All dependencies of `name`, each once, every module listed before
+    /// the modules it depends on: depmod's order, in which loading from the
+    /// end of the list satisfies every module before its users.
     pub fn all_dependencies(&self, name: &str) -> Vec<String> {
-        let mut order = Vec::new();
-        let mut seen = BTreeSet::new();
-        let mut frontier = vec![name.to_owned()];
-        while !frontier.is_empty() {
-            let mut next = Vec::new();
-            for module in frontier {
-                for dep in self.direct.get(&module).into_iter().flatten() {
-                    if seen.insert(dep.clone()) {
-                        order.push(dep.clone());
-                        next.push(dep.clone());
-                    }
+        fn visit(
+            closure: &ModuleClosure,
+            module: &str,
+            seen: &mut BTreeSet<String>,
+            post_order: &mut Vec<String>,
+        ) {
+            for dep in closure.direct.get(module).into_iter().flatten() {
+                if seen.insert(dep.clone()) {
+                    visit(closure, dep, seen, post_order);
+                    post_order.push(dep.clone());
                 }
             }
-            frontier = next;
         }
-        order
+        let mut seen = BTreeSet::from([name.to_owned()]);
+        let mut post_order = Vec::new();
+        visit(self, name, &mut seen, &mut post_order);
+        post_order.reverse();
+        post_order
     }
 
     /// `modules.alias` text (`alias <pattern> <module>`, as depmod writes
@@ -416,7 +418,7 @@ mod tests {
         );
         let dep = closure.modules_dep(&modules);
         assert!(
-            dep.contains("kernel/net/virtio_net.ko: kernel/net/net_failover.ko kernel/virtio/virtio_ring.ko kernel/virtio/virtio.ko kernel/net/failover.ko\n"),
+            dep.contains("kernel/net/virtio_net.ko: kernel/virtio/virtio.ko kernel/virtio/virtio_ring.ko kernel/net/net_failover.ko kernel/net/failover.ko\n"),
             "{dep}"
         );
         assert!(dep.contains("kernel/net/failover.ko\n"), "{dep}");

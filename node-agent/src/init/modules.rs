@@ -45,23 +45,41 @@ impl ModulesDep {
     /// Paths to load, in order, so that `wanted` and all their dependencies
     /// end up loaded; each path once. Unknown names are returned separately
     /// (they may be built into the kernel).
+    ///
+    /// Each dependency's own entry is followed (depth first, dependencies
+    /// before their users), so the order is right whatever order a
+    /// `modules.dep` line lists them in.
     pub fn load_order(&self, wanted: &[String]) -> (Vec<String>, Vec<String>) {
         let mut order = Vec::new();
         let mut seen = BTreeSet::new();
         let mut unknown = Vec::new();
         for name in wanted {
             let name = name.replace('-', "_");
-            let Some((path, deps)) = self.entries.get(&name) else {
+            if !self.entries.contains_key(&name) {
                 unknown.push(name);
                 continue;
-            };
-            for dep in deps.iter().rev().chain(std::iter::once(path)) {
-                if seen.insert(dep.clone()) {
-                    order.push(dep.clone());
-                }
             }
+            self.visit(&name, &mut seen, &mut order);
         }
         (order, unknown)
+    }
+
+    fn visit(&self, name: &str, seen: &mut BTreeSet<String>, order: &mut Vec<String>) {
+        if !seen.insert(name.to_owned()) {
+            return;
+        }
+        let Some((path, deps)) = self.entries.get(name) else {
+            return;
+        };
+        for dep in deps.iter().rev() {
+            let dep_name = module_name(dep);
+            if self.entries.contains_key(&dep_name) {
+                self.visit(&dep_name, seen, order);
+            } else if seen.insert(dep_name) {
+                order.push(dep.clone());
+            }
+        }
+        order.push(path.clone());
     }
 }
 
@@ -90,5 +108,24 @@ mod tests {
         );
         assert_eq!(unknown, ["ext4"]);
         assert!(dep.names().any(|n| n == "overlay"));
+    }
+
+    #[test]
+    fn nested_dependencies_load_first_whatever_the_listed_order() {
+        // stp needs llc, but the line lists stp last.
+        let dep = ModulesDep::parse(
+            "kernel/net/bridge/br_netfilter.ko: kernel/net/bridge/bridge.ko kernel/net/llc/llc.ko kernel/net/802/stp.ko\nkernel/net/bridge/bridge.ko: kernel/net/llc/llc.ko kernel/net/802/stp.ko\nkernel/net/802/stp.ko: kernel/net/llc/llc.ko\nkernel/net/llc/llc.ko:\n",
+        );
+        let (order, unknown) = dep.load_order(&["br_netfilter".to_owned()]);
+        assert!(unknown.is_empty());
+        assert_eq!(
+            order,
+            [
+                "kernel/net/llc/llc.ko",
+                "kernel/net/802/stp.ko",
+                "kernel/net/bridge/bridge.ko",
+                "kernel/net/bridge/br_netfilter.ko",
+            ]
+        );
     }
 }

@@ -114,17 +114,17 @@ mod tests {
         );
         assert!(
             substitute("http://x/${hostname}", &vars)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("${hostname} has no value")
         );
         assert!(
             substitute("http://x/${serial}", &vars)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("unknown variable ${serial}")
         );
         assert!(
             substitute("http://x/${mac", &vars)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("unclosed")
         );
     }

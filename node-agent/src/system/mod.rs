@@ -177,10 +177,10 @@ pub fn run(out: Box<dyn Write + Send>) -> ! {
     }
     if let Some(server) = &server {
         server.set_maintenance_key(None);
-        if let Some(ca) = &config.api.client_ca {
-            if let Err(error) = server.set_client_ca(Some(ca.as_pem())) {
-                console.line(&format!("node API client CA refused: {error}"));
-            }
+        if let Some(ca) = &config.api.client_ca
+            && let Err(error) = server.set_client_ca(Some(ca.as_pem()))
+        {
+            console.line(&format!("node API client CA refused: {error}"));
         }
     }
 
@@ -363,9 +363,17 @@ fn apply_sysctls(
 }
 
 fn start_api(console: &Console, agent: &Arc<Agent>) -> Option<cairn_node_api::ApiServerHandle> {
+    // Clients pin the certificate's fingerprint, so its name matters
+    // little; the kernel's "(none)" is not a valid one.
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".to_owned());
+        .ok()
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
     let identity =
         match ServerIdentity::load_or_generate(&Path::new(LIB_DIR).join("api"), &[hostname]) {
             Ok(identity) => identity,
@@ -822,10 +830,10 @@ fn unmount_var(console: &Console) {
     targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
     targets.dedup();
     for target in targets {
-        if umount2(target.as_str(), MntFlags::empty()).is_err() {
-            if let Err(error) = umount2(target.as_str(), MntFlags::MNT_DETACH) {
-                console.line(&format!("unmounting {target}: {error}"));
-            }
+        if umount2(target.as_str(), MntFlags::empty()).is_err()
+            && let Err(error) = umount2(target.as_str(), MntFlags::MNT_DETACH)
+        {
+            console.line(&format!("unmounting {target}: {error}"));
         }
     }
 }
