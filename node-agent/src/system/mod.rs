@@ -28,6 +28,7 @@ pub mod agent;
 pub mod cmdline;
 pub mod coldplug;
 pub mod console;
+pub mod fetch;
 pub mod host;
 pub mod sources;
 
@@ -185,7 +186,7 @@ pub fn run(out: Box<dyn Write + Send>) -> ! {
     }
 
     agent.set_state(cairn_node_api::NodeState::Configuring);
-    configure_host(&console, &agent, &config, early_network);
+    let _lease_keeper = configure_host(&console, &agent, &config, early_network);
     start_containerd(&console, &agent, &supervisor, &config);
     agent.set_state(cairn_node_api::NodeState::Running);
     console.line(&format!(
@@ -596,12 +597,14 @@ fn bring_up_network(
     Ok(state)
 }
 
+/// Applies the config's host settings; returns the keeper of a DHCP lease,
+/// which must live as long as the node.
 fn configure_host(
     console: &Console,
     agent: &Agent,
     config: &MachineConfig,
     early: Option<net::NetworkState>,
-) {
+) -> Option<net::LeaseKeeper> {
     let node = &config.node;
     let plan = net::NetworkPlan {
         interface: node.interface.as_ref().map(|i| i.as_str().to_owned()),
@@ -683,6 +686,14 @@ fn configure_host(
         apply_sysctls(console, agent, &sysctls, "config");
     }
     agent.set_check("root-write", root_write_check());
+    let state = network.as_ref().filter(|state| state.lease.is_some())?;
+    match net::LeaseKeeper::start(state) {
+        Ok(keeper) => keeper,
+        Err(error) => {
+            console.line(&format!("DHCP lease will not be renewed: {error}"));
+            None
+        }
+    }
 }
 
 /// Proves the root is read-only by trying to create a file on it.

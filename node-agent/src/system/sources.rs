@@ -77,16 +77,13 @@ pub fn read_file(path: &Path, source: Source) -> Result<Option<Found>, String> {
 /// GETs `url` until it answers 200 or `deadline` passes, backing off from
 /// 1 s to 15 s between tries. `progress` hears about each failure.
 pub fn fetch_url(url: &str, deadline: Duration, progress: &dyn Fn(&str)) -> Result<String, String> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
     let started = Instant::now();
     let mut delay = Duration::from_secs(1);
     loop {
-        let error = match fetch_once(&client, url) {
-            Ok(text) => return Ok(text),
+        let error = match super::fetch::get(url, MAX_CONFIG_BYTES) {
+            Ok(body) => {
+                return String::from_utf8(body).map_err(|_| format!("{url}: not UTF-8 text"));
+            }
             Err(error) => error,
         };
         if started.elapsed() + delay > deadline {
@@ -102,34 +99,6 @@ pub fn fetch_url(url: &str, deadline: Duration, progress: &dyn Fn(&str)) -> Resu
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_secs(15));
     }
-}
-
-fn fetch_once(client: &reqwest::blocking::Client, url: &str) -> Result<String, String> {
-    let response = client.get(url).send().map_err(|e| error_chain(&e))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(format!("HTTP {status}"));
-    }
-    let mut body = Vec::new();
-    response
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| e.to_string())?;
-    if body.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(format!("larger than {MAX_CONFIG_BYTES} bytes"));
-    }
-    String::from_utf8(body).map_err(|_| "not UTF-8 text".to_owned())
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A filesystem kind recognised from its first 64 KiB.
