@@ -30,6 +30,7 @@ pub mod coldplug;
 pub mod console;
 pub mod fetch;
 pub mod host;
+pub mod mounts;
 pub mod sources;
 
 use std::collections::BTreeMap;
@@ -119,6 +120,9 @@ pub fn run(out: Box<dyn Write + Send>) -> ! {
     let os = crate::os_release_name().unwrap_or_else(|| "an unknown system".to_owned());
     let root = crate::root_filesystem().unwrap_or_else(|| "unknown".to_owned());
     console.line(&format!("PID 1 on {os}, root filesystem {root}"));
+    for failure in mounts::mount_kernel_filesystems() {
+        console.line(&format!("kernel filesystem not mounted: {failure}"));
+    }
     console.line(&mount_state());
     for dir in [LIB_DIR, LOG_DIR] {
         if let Err(error) = std::fs::create_dir_all(dir) {
