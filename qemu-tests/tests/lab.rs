@@ -441,3 +441,63 @@ fn a_node_pxe_boots_from_the_lab() {
     lab.down().expect("down");
     assert_gone("lt-pxe", &dir);
 }
+
+/// The daemon's control socket: requests are answered, bad ones refused,
+/// and `down` tears the lab down and ends the server.
+#[test]
+fn the_control_socket_serves_requests_until_down() {
+    use std::sync::atomic::AtomicBool;
+
+    use cairn_qemu_tests::lab::control::{self, Request};
+
+    let image = fake_image();
+    let lab = Lab::up(spec("lt-ctl", image.path(), 2)).expect("lab up");
+    let dir = lab.dir().to_path_buf();
+    let ns = lab.netns().to_owned();
+    let server = std::thread::spawn(move || control::serve(lab, &AtomicBool::new(false)));
+    let socket = control::socket_path(&dir);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while control::request(&dir, &Request::Ping).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never answered",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    control::request(
+        &dir,
+        &Request::SetConfig {
+            node: "node-2".into(),
+            config: Some("[node]\nrole = \"worker\"\n".into()),
+        },
+    )
+    .expect("set-config");
+    assert_eq!(
+        get_in_namespace(&ns, "/config/node-2"),
+        (200, "[node]\nrole = \"worker\"\n".to_owned())
+    );
+    let error = control::request(
+        &dir,
+        &Request::Kill {
+            node: "node-9".into(),
+        },
+    )
+    .expect_err("unknown node");
+    assert!(error.to_string().contains("node-9"), "{error}");
+    // Killing a node that does not run is fine.
+    control::request(
+        &dir,
+        &Request::Kill {
+            node: "node-1".into(),
+        },
+    )
+    .expect("kill");
+    control::request(&dir, &Request::Down).expect("down");
+    server.join().expect("server thread").expect("serve");
+    assert_gone("lt-ctl", &dir);
+    assert!(matches!(
+        control::request(&dir, &Request::Ping),
+        Err(cairn_qemu_tests::LabError::NotRunning(..))
+    ));
+}
