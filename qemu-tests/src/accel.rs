@@ -4,7 +4,9 @@
 //! setup or spins without booting. So KVM is chosen only after a probe:
 //! the given kernel boots under KVM without a root filesystem and must print
 //! its banner within a few seconds. `CAIRN_QEMU_ACCEL=kvm|tcg` overrides the
-//! probe. The result is computed once per process.
+//! probe. The result is computed once per process and remembered until the
+//! host reboots (`<cache>/accel`, keyed by the kernel's boot id), so a test
+//! suite or a lab pays for the probe once, not in every process.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -33,11 +35,63 @@ impl Accel {
             let chosen = match std::env::var("CAIRN_QEMU_ACCEL").as_deref() {
                 Ok("kvm") => Accel::Kvm,
                 Ok("tcg") => Accel::Tcg,
-                _ => probe(probe_kernel),
+                _ => remembered().unwrap_or_else(|| {
+                    let chosen = probe(probe_kernel);
+                    remember(chosen);
+                    chosen
+                }),
             };
             tracing::info!(?chosen, "QEMU accelerator");
             chosen
         })
+    }
+}
+
+fn memo_path() -> Option<std::path::PathBuf> {
+    let root = match std::env::var_os("CAIRN_CACHE") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(dir) => std::path::PathBuf::from(dir).join("cairn"),
+            None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".cache/cairn"),
+        },
+    };
+    Some(root.join("accel"))
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|id| id.trim().to_owned())
+}
+
+/// The probe's verdict from earlier in this host boot.
+fn remembered() -> Option<Accel> {
+    let text = std::fs::read_to_string(memo_path()?).ok()?;
+    let (id, verdict) = text.trim().split_once(' ')?;
+    if id != boot_id()? {
+        return None;
+    }
+    match verdict {
+        "kvm" => Some(Accel::Kvm),
+        "tcg" => Some(Accel::Tcg),
+        _ => None,
+    }
+}
+
+fn remember(accel: Accel) {
+    let (Some(path), Some(id)) = (memo_path(), boot_id()) else {
+        return;
+    };
+    let verdict = match accel {
+        Accel::Kvm => "kvm",
+        Accel::Tcg => "tcg",
+    };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
+    if std::fs::write(&temp, format!("{id} {verdict}\n")).is_ok() {
+        let _ = std::fs::rename(&temp, &path);
     }
 }
 

@@ -8,10 +8,11 @@
 //! the maintenance key the console shows while the node waits in
 //! maintenance mode.
 //!
-//! A node is **ready** when `services["containerd"]` is `running` and its
-//! readiness check passed. Waiting polls every node until all are ready or
-//! the deadline passes; the error then names each node that is not, the
-//! last state seen (or why it could not be asked) and its console tail.
+//! A node is **ready** when it reports the state `running` and
+//! `services["containerd"]` is `running` with its readiness check passed.
+//! Waiting polls every node until all are ready or the deadline passes;
+//! the error then names each node that is not, the last state seen (or
+//! why it could not be asked) and its console tail.
 
 use std::time::{Duration, Instant};
 
@@ -81,12 +82,14 @@ pub fn status(node: &LabNode, admin: &AdminCredentials) -> Result<NodeStatus, St
     Err(admin_error)
 }
 
-/// containerd runs and is ready.
+/// The node finished its boot work (state `running`: config applied,
+/// bundled images imported) and containerd runs and is ready.
 pub fn is_ready(status: &NodeStatus) -> bool {
-    status
-        .services
-        .get("containerd")
-        .is_some_and(|s| s.state == ServiceState::Running && s.ready)
+    status.state == cairn_node_api::NodeState::Running
+        && status
+            .services
+            .get("containerd")
+            .is_some_and(|s| s.state == ServiceState::Running && s.ready)
 }
 
 /// One line saying what a status shows, e.g.
