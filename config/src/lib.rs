@@ -115,12 +115,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use error::{ConfigError, Problem};
 pub use model::{
-    Addressing, ApiConfig, ClusterAction, ClusterConfig, ContainerdConfig, JoinConfig, KernelConfig,
-    MachineConfig, NodeConfig, Taint, VipConfig,
+    Addressing, ApiConfig, ClusterAction, ClusterConfig, ContainerdConfig, JoinConfig,
+    KernelConfig, MachineConfig, NodeConfig, Taint, VipConfig,
 };
 pub use types::{
-    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey, LabelValue,
-    NodeRole, RegistryHost, Snapshotter, TaintEffect,
+    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey,
+    LabelValue, NodeRole, RegistryHost, Snapshotter, TaintEffect,
 };
 
 use raw::RawMachineConfig;

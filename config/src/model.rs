@@ -12,8 +12,8 @@ use cairn_pki::{
 };
 
 use crate::types::{
-    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey, LabelValue,
-    NodeRole, RegistryHost, Snapshotter, TaintEffect,
+    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey,
+    LabelValue, NodeRole, RegistryHost, Snapshotter, TaintEffect,
 };
 
 /// kubeadm's default cluster name.

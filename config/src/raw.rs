@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Addressing, ApiConfig, ClusterConfig, ContainerdConfig, JoinConfig, KernelConfig, MachineConfig,
-    NodeConfig, Taint, VipConfig,
+    Addressing, ApiConfig, ClusterConfig, ContainerdConfig, JoinConfig, KernelConfig,
+    MachineConfig, NodeConfig, Taint, VipConfig,
 };
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -20,13 +20,13 @@ use cairn_pki::{
 
 use crate::error::Problem;
 use crate::model::{
-    Addressing, ApiConfig, ClusterConfig, ContainerdConfig, DEFAULT_APISERVER_PORT, JoinConfig, KernelConfig,
-    MachineConfig, NodeConfig, Taint, VipConfig,
+    Addressing, ApiConfig, ClusterConfig, ContainerdConfig, DEFAULT_APISERVER_PORT, JoinConfig,
+    KernelConfig, MachineConfig, NodeConfig, Taint, VipConfig,
 };
 use crate::raw::{RawCluster, RawContainerd, RawJoin, RawKernel, RawMachineConfig, RawNode};
 use crate::types::{
-    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey, LabelValue,
-    NodeRole, RegistryHost, Snapshotter, TaintEffect,
+    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey,
+    LabelValue, NodeRole, RegistryHost, Snapshotter, TaintEffect,
 };
 
 /// The resolver reads at most this many `nameserver` lines (glibc MAXNS).
