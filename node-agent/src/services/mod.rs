@@ -115,45 +115,13 @@ impl ServiceSpec {
     }
 }
 
-/// Where a service is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ServiceState {
-    /// Not started yet: dependencies not ready (or the supervisor not
-    /// started).
-    Waiting,
-    /// Process started, not ready yet.
-    Starting,
-    /// Process started and ready.
-    Running,
-    /// Exited; starts again after the backoff delay.
-    Restarting,
-    /// Exited unsuccessfully and will not be restarted.
-    Failed,
-    /// Stopped by the supervisor, or exited successfully and not restarted.
-    Stopped,
-}
+/// Where a service is in its life cycle: the node API's type, so the
+/// status PID 1 keeps is the status clients read.
+pub use cairn_node_api::ServiceState;
 
-impl ServiceState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ServiceState::Waiting => "waiting",
-            ServiceState::Starting => "starting",
-            ServiceState::Running => "running",
-            ServiceState::Restarting => "restarting",
-            ServiceState::Failed => "failed",
-            ServiceState::Stopped => "stopped",
-        }
-    }
-
-    pub(crate) fn is_final(&self) -> bool {
-        matches!(self, ServiceState::Failed | ServiceState::Stopped)
-    }
-}
-
-impl fmt::Display for ServiceState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Failed or stopped: the service will not run again by itself.
+pub(crate) fn is_final(state: ServiceState) -> bool {
+    matches!(state, ServiceState::Failed | ServiceState::Stopped)
 }
 
 /// A service as [`Supervisor::status`] reports it.
@@ -283,16 +251,8 @@ fn last_exit_text(last_exit: &Option<String>) -> String {
 impl ServiceStatus {
     /// The node API's view of this status.
     pub fn to_api(&self) -> cairn_node_api::ServiceStatus {
-        use cairn_node_api::ServiceState as Api;
         cairn_node_api::ServiceStatus {
-            state: match self.state {
-                ServiceState::Waiting => Api::Waiting,
-                ServiceState::Starting => Api::Starting,
-                ServiceState::Running => Api::Running,
-                ServiceState::Restarting => Api::Restarting,
-                ServiceState::Failed => Api::Failed,
-                ServiceState::Stopped => Api::Stopped,
-            },
+            state: self.state,
             pid: self.pid,
             restarts: self.restarts,
             last_exit: self.last_exit.clone(),

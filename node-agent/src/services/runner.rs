@@ -354,7 +354,7 @@ pub(super) fn stop(shared: &Shared, name: &str, deadline: Instant) -> bool {
     loop {
         match table.services.get(name) {
             None => return true,
-            Some(entry) if entry.status.state.is_final() => return true,
+            Some(entry) if super::is_final(entry.status.state) => return true,
             Some(_) => {}
         }
         let left = deadline.saturating_duration_since(Instant::now());

@@ -204,7 +204,7 @@ impl Supervisor {
             if status.ready {
                 return Ok(());
             }
-            if status.state.is_final() || entry.stopping {
+            if super::is_final(status.state) || entry.stopping {
                 return Err(ServiceError::NotReady {
                     service: name.to_owned(),
                     state: status.state,
