@@ -22,10 +22,14 @@ as_root() {
 #   iproute2, dnsmasq-base  the QEMU lab: network namespaces, bridge, taps;
 #                           DHCP for nodes and iPXE inside the namespace
 #   busybox-static          a static userland for container tests
+#   etcd-server             the apiserver's storage in its integration tests
+#   protobuf-compiler, libprotobuf-dev
+#                           protoc and the well-known types for the etcd
+#                           gRPC client's build script
 packages=(openssl ca-certificates gcc libc6-dev pkg-config git squashfs-tools
           qemu-system-x86 qemu-utils ovmf fdisk gdisk mtools dosfstools cpio
           binutils systemd-boot-efi containerd skopeo iproute2 dnsmasq-base
-          busybox-static)
+          busybox-static etcd-server protobuf-compiler libprotobuf-dev)
 
 missing=()
 for pkg in "${packages[@]}"; do
