@@ -146,6 +146,11 @@ pub struct QemuUpArgs {
     /// How nodes boot
     #[arg(long, value_enum, default_value = "kernel")]
     pub boot: QemuBootMode,
+    /// Boot kernel and PXE nodes without a disk: STATE (config, machine-id,
+    /// containerd's images) lives in memory and is lost on reboot. UEFI
+    /// nodes always boot from their disk.
+    #[arg(long)]
+    pub diskless: bool,
     /// Give up waiting for the nodes after this many seconds (the lab keeps
     /// running so you can look at it)
     #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
@@ -247,6 +252,8 @@ pub struct QemuDaemonArgs {
     pub memory: u32,
     #[arg(long, value_enum)]
     pub boot: QemuBootMode,
+    #[arg(long)]
+    pub diskless: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,8 +2,9 @@
 //!
 //! `cargo bench -p cairn-qemu-tests --bench node_boot [-- RUNS]` builds the
 //! default image (cached), boots one node in a lab RUNS times (default 3;
-//! direct kernel boot, config from a `cairn.config=` URL, the accelerator
-//! the lab detects — TCG on hosts where KVM does not work) and prints, from
+//! direct kernel boot of a diskless node, config from a `cairn.config=`
+//! URL, the accelerator the lab detects — TCG on hosts where KVM does not
+//! work) and prints, from
 //! the moment QEMU starts, when the console showed node-agent as PID 1, the
 //! network up and containerd ready, plus node-agent's resident memory once
 //! the node runs. Figures are measured on the host clock by following the
@@ -90,6 +91,9 @@ fn main() {
     spec.start_nodes = false;
     spec.forward_ports = vec![API_PORT];
     spec.memory_mib = 1536;
+    // Diskless, so that every run boots the same way (config from the URL,
+    // nothing kept from the run before).
+    spec.nodes[0].disk = false;
     let mut lab = match Lab::up(spec) {
         Ok(lab) => lab,
         Err(error) => {

@@ -210,6 +210,7 @@ fn up(args: QemuUpArgs, out: &mut dyn Write) -> Result<(), BootstrapError> {
         .args(["--nodes", &args.nodes.to_string()])
         .args(["--memory", &args.memory.to_string()])
         .args(["--boot", &boot_mode(args.boot).to_string()])
+        .args(args.diskless.then_some("--diskless"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -326,6 +327,9 @@ fn daemon(args: QemuDaemonArgs) -> Result<(), BootstrapError> {
     spec.root = root;
     spec.boot = boot_mode(args.boot);
     spec.memory_mib = args.memory;
+    for node in &mut spec.nodes {
+        node.disk = !args.diskless;
+    }
     // `up` removed the leftovers already (and this daemon's log lives next
     // to the lab directory, where cleaning would remove it).
     spec.clean_leftovers = false;

@@ -200,8 +200,9 @@ pub struct NodeSpec {
     /// Attach a NoCloud `cidata` drive with the config (always with
     /// [`BootMode::Uefi`]).
     pub cidata: bool,
-    /// Attach an overlay of `disk.qcow2` so STATE persists across reboots
-    /// (always with [`BootMode::Uefi`]).
+    /// Attach an overlay of `disk.qcow2` (grown to 2 GiB) so STATE
+    /// persists across reboots; on by default, always with
+    /// [`BootMode::Uefi`]. Off: a diskless node with STATE in memory.
     pub disk: bool,
 }
 
@@ -212,7 +213,7 @@ impl NodeSpec {
             role,
             config: None,
             cidata: false,
-            disk: false,
+            disk: true,
         }
     }
 }
