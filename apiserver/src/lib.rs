@@ -13,3 +13,6 @@
 //! - `http`: the HTTPS front: request parsing into Kubernetes request
 //!   attributes, content negotiation, Status errors, watch streams,
 //!   discovery.
+pub mod auth;
+pub mod http;
+pub mod storage;
