@@ -15,4 +15,6 @@
 //!   discovery.
 pub mod auth;
 pub mod http;
+pub mod openapi;
+pub mod patch;
 pub mod storage;
