@@ -166,3 +166,23 @@ async fn hung_etcd_times_out() {
     let kv = store.get(key).await.expect("get").expect("present");
     assert_eq!(kv.mod_revision, created);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_larger_than_four_mebibytes() {
+    let etcd = EtcdFixture::start().await;
+    let store = etcd.storage().await;
+    // etcd takes requests up to 1.5 MiB; six 1 MiB values make a 6 MiB list.
+    let value = Bytes::from(vec![b'v'; 1 << 20]);
+    for i in 0..6 {
+        store
+            .create(&format!("/registry/configmaps/big/c{i}"), value.clone())
+            .await
+            .expect("create");
+    }
+    let list = store
+        .list("/registry/configmaps/big/", ListOptions::default())
+        .await
+        .expect("list");
+    assert_eq!(list.items.len(), 6);
+    assert!(list.items.iter().all(|kv| kv.value == value));
+}

@@ -69,6 +69,9 @@ impl std::fmt::Debug for EtcdConfig {
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default bound on one request.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest response accepted (a list without limit can be large;
+/// kube-apiserver allows up to 2 GiB as well). The client's default is 4 MiB.
+pub const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
 /// The bound on a health check.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -376,14 +379,18 @@ impl EtcdStorage {
         }
         let key = prefix.to_owned();
         let timeout = self.config.request_timeout;
-        let mut stream = self
+        let (stream, created) = self
             .call(
                 Operation::Watch,
                 prefix,
                 from_revision,
                 timeout,
-                |mut client| async move {
-                    let mut stream = client.watch(key, Some(options)).await?;
+                |client| async move {
+                    let mut stream = client
+                        .watch_client()
+                        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                        .watch(key, Some(options))
+                        .await?;
                     // Wait for etcd to confirm the watch.
                     loop {
                         match stream.message().await? {
@@ -397,21 +404,20 @@ impl EtcdStorage {
                 },
             )
             .await?;
-        let Some(created) = stream.1.take() else {
+        let Some(created) = created else {
             return Err(unavailable(
                 Operation::Watch,
                 prefix,
                 "watch stream closed before it was created",
             ));
         };
-        let state = EtcdWatch {
-            stream: stream.0,
+        let mut state = EtcdWatch {
+            stream,
             pending: std::collections::VecDeque::new(),
             done: false,
             prefix: prefix.to_owned(),
             from_revision,
         };
-        let mut state = state;
         // A creation response can already carry a cancellation.
         state.absorb(created);
         let events = futures_util::stream::unfold(state, |mut state| async move {
@@ -600,7 +606,13 @@ impl Storage for EtcdStorage {
                     prefix,
                     requested.unwrap_or(0),
                     timeout,
-                    |mut client| async move { client.get(start, Some(get)).await },
+                    |client| async move {
+                        client
+                            .kv_client()
+                            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                            .get(start, Some(get))
+                            .await
+                    },
                 )
                 .await?;
             let revision = match requested {

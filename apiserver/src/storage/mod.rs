@@ -386,3 +386,30 @@ impl ContinueToken {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_next_key_range() {
+        assert_eq!(prefix_end(b"/registry/pods/"), b"/registry/pods0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+
+    #[test]
+    fn continue_token_rejects_escapes() {
+        let forge = |start: &str| {
+            let json = format!(r#"{{"v":"meta.k8s.io/v1","rv":5,"start":"{start}\u0000"}}"#);
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+        };
+        assert!(ContinueToken::decode(&forge("web-1"), "/registry/pods/ns/").is_ok());
+        for bad in ["/etc", "../secrets/x", ""] {
+            assert!(
+                ContinueToken::decode(&forge(bad), "/registry/pods/ns/").is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+}
