@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::selector::{FieldSelector, LabelSelector};
-use super::status::ApiError;
+use super::status::{ApiError, StatusCause};
 
 /// The verb of a request, as RBAC and audit name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +216,80 @@ impl QueryOptions {
                 .map(str::to_owned);
         }
         Ok(())
+    }
+
+    /// The ListOptions rules kube-apiserver enforces for list and watch
+    /// (resourceVersionMatch, continue, sendInitialEvents); 422 Invalid.
+    pub fn validate_list_options(&self, verb: &Verb) -> Result<(), ApiError> {
+        let watch = *verb == Verb::Watch;
+        let mut causes = Vec::new();
+        let mut forbid = |field: &str, message: &str| {
+            causes.push(StatusCause {
+                reason: "FieldValueForbidden".into(),
+                message: format!("Forbidden: {message}"),
+                field: field.into(),
+            });
+        };
+        let send_initial_events = self.send_initial_events.is_some();
+        if let Some(rv_match) = self.resource_version_match {
+            if watch && !send_initial_events {
+                forbid(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden for watch",
+                );
+            }
+            if self.resource_version.is_none() && !send_initial_events {
+                forbid(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                );
+            }
+            if self.continue_token.is_some() {
+                forbid(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden when continue is provided",
+                );
+            }
+            if rv_match == ResourceVersionMatch::Exact
+                && self.resource_version.as_deref() == Some("0")
+            {
+                forbid(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                );
+            }
+        }
+        if send_initial_events {
+            if !watch {
+                forbid(
+                    "sendInitialEvents",
+                    "sendInitialEvents is forbidden for list",
+                );
+            } else {
+                if !self.allow_watch_bookmarks {
+                    forbid(
+                        "allowWatchBookmarks",
+                        "sendInitialEvents requires setting allowWatchBookmarks to true",
+                    );
+                }
+                if self.resource_version_match != Some(ResourceVersionMatch::NotOlderThan) {
+                    forbid(
+                        "resourceVersionMatch",
+                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                    );
+                }
+            }
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                "meta.k8s.io",
+                "ListOptions.meta.k8s.io",
+                "",
+                causes,
+            ))
+        }
     }
 
     /// A parameter kept in `other`.
@@ -873,6 +947,67 @@ mod tests {
             .merge_delete_options(&serde_json::json!({"orphanDependents": true}))
             .expect("merge");
         assert_eq!(orphan.propagation_policy, Some(PropagationPolicy::Orphan));
+    }
+
+    #[test]
+    fn list_option_rules() {
+        let check = |query: &str, verb: Verb| {
+            QueryOptions::parse(query)
+                .expect(query)
+                .validate_list_options(&verb)
+        };
+        assert!(
+            check(
+                "resourceVersion=5&resourceVersionMatch=NotOlderThan",
+                Verb::List
+            )
+            .is_ok()
+        );
+        assert!(
+            check(
+                "allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&sendInitialEvents=true",
+                Verb::Watch
+            )
+            .is_ok()
+        );
+        assert!(check("resourceVersion=7", Verb::Watch).is_ok());
+        for (query, verb, needle) in [
+            (
+                "resourceVersionMatch=Exact",
+                Verb::List,
+                "unless resourceVersion is provided",
+            ),
+            (
+                "resourceVersion=0&resourceVersionMatch=Exact",
+                Verb::List,
+                "forbidden for resourceVersion \"0\"",
+            ),
+            (
+                "resourceVersion=5&resourceVersionMatch=Exact&continue=x",
+                Verb::List,
+                "when continue is provided",
+            ),
+            (
+                "resourceVersion=5&resourceVersionMatch=NotOlderThan",
+                Verb::Watch,
+                "forbidden for watch",
+            ),
+            ("sendInitialEvents=true", Verb::List, "forbidden for list"),
+            (
+                "sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+                Verb::Watch,
+                "allowWatchBookmarks",
+            ),
+            (
+                "sendInitialEvents=true&allowWatchBookmarks=true",
+                Verb::Watch,
+                "NotOlderThan",
+            ),
+        ] {
+            let err = check(query, verb).expect_err(query);
+            assert_eq!(err.code, 422, "{query}");
+            assert!(err.message.contains(needle), "{query}: {}", err.message);
+        }
     }
 
     #[test]

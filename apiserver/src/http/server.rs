@@ -472,6 +472,12 @@ async fn route<H: ApiHandler>(
         None
     };
 
+    if matches!(attributes.verb, Verb::List | Verb::Watch)
+        && let Err(e) = attributes.query.validate_list_options(&attributes.verb)
+    {
+        return error_response(&e);
+    }
+
     let answerable = if attributes.is_resource_request
         && matches!(attributes.verb, Verb::Get | Verb::List | Verb::Watch)
         && attributes.subresource.is_none()
