@@ -17,4 +17,5 @@ pub mod auth;
 pub mod http;
 pub mod openapi;
 pub mod patch;
+pub mod resources;
 pub mod storage;

@@ -33,11 +33,7 @@ fn kubectl(version: &str) -> Option<PathBuf> {
 
 fn resources() -> Vec<ResourceDescriptor> {
     vec![
-        ResourceDescriptor::new("apps", "v1", "Deployment", "deployments", true).with_subresource(
-            "scale",
-            GroupVersionKind::new("autoscaling", "v1", "Scale"),
-            &["get", "patch", "update"],
-        ),
+        ResourceDescriptor::new("apps", "v1", "Deployment", "deployments", true).scale(),
         ResourceDescriptor::new("", "v1", "Pod", "pods", true),
         ResourceDescriptor::new("", "v1", "Service", "services", true),
         ResourceDescriptor::new("", "v1", "ConfigMap", "configmaps", true),

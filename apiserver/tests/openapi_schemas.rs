@@ -139,11 +139,7 @@ fn patch_metadata_of_well_known_fields() {
 
 fn resources() -> Vec<ResourceDescriptor> {
     vec![
-        ResourceDescriptor::new("apps", "v1", "Deployment", "deployments", true).with_subresource(
-            "scale",
-            GroupVersionKind::new("autoscaling", "v1", "Scale"),
-            &["get", "patch", "update"],
-        ),
+        ResourceDescriptor::new("apps", "v1", "Deployment", "deployments", true).scale(),
         ResourceDescriptor::new("", "v1", "Pod", "pods", true),
         ResourceDescriptor::new("", "v1", "Namespace", "namespaces", false),
     ]

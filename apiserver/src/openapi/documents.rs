@@ -25,87 +25,7 @@ pub const V2_PROTOBUF_CONTENT_TYPE: &str =
 
 const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
 
-/// A subresource of a resource, e.g. `deployments/scale`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SubresourceDescriptor {
-    /// Subresource name: `status`, `scale`, ...
-    pub name: String,
-    /// The kind sent and returned (e.g. `autoscaling/v1 Scale`).
-    pub kind: GroupVersionKind,
-    /// Verbs: `get`, `update`, `patch`, `create`.
-    pub verbs: Vec<String>,
-}
-
-/// One served resource, as the OpenAPI documents describe it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResourceDescriptor {
-    /// API group, `""` for core.
-    pub group: String,
-    /// API version.
-    pub version: String,
-    /// Kind, e.g. `Deployment`.
-    pub kind: String,
-    /// Plural resource name, e.g. `deployments`.
-    pub plural: String,
-    /// Whether objects live in namespaces.
-    pub namespaced: bool,
-    /// Verbs: `get list watch create update patch delete deletecollection`.
-    pub verbs: Vec<String>,
-    /// Subresources.
-    pub subresources: Vec<SubresourceDescriptor>,
-}
-
-/// The verbs of an ordinary read-write resource.
-pub const STANDARD_VERBS: [&str; 8] = [
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
-impl ResourceDescriptor {
-    /// A resource with [`STANDARD_VERBS`] and no subresources.
-    pub fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
-        Self {
-            group: group.to_owned(),
-            version: version.to_owned(),
-            kind: kind.to_owned(),
-            plural: plural.to_owned(),
-            namespaced,
-            verbs: STANDARD_VERBS.iter().map(|v| (*v).to_owned()).collect(),
-            subresources: Vec::new(),
-        }
-    }
-
-    /// Adds a subresource.
-    pub fn with_subresource(mut self, name: &str, kind: GroupVersionKind, verbs: &[&str]) -> Self {
-        self.subresources.push(SubresourceDescriptor {
-            name: name.to_owned(),
-            kind,
-            verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
-        });
-        self
-    }
-
-    /// The kind's GVK.
-    pub fn gvk(&self) -> GroupVersionKind {
-        GroupVersionKind::new(&self.group, &self.version, &self.kind)
-    }
-
-    /// `api/v1` or `apis/<group>/<version>`: the key in the `/openapi/v3`
-    /// root.
-    pub fn group_version_path(&self) -> String {
-        group_version_path(&self.group, &self.version)
-    }
-
-    fn has(&self, verb: &str) -> bool {
-        self.verbs.iter().any(|v| v == verb)
-    }
-}
+pub use crate::resources::{ResourceDescriptor, SubresourceDescriptor};
 
 /// `api/v1` for the core group, else `apis/<group>/<version>`.
 pub fn group_version_path(group: &str, version: &str) -> String {
@@ -320,7 +240,7 @@ fn schema_roots(
         roots.push(kind_def.to_owned());
         roots.extend(list_definition(defs, kind_def));
         for s in &r.subresources {
-            roots.push(kind_definition(defs, &s.kind)?.to_owned());
+            roots.push(kind_definition(defs, &s.gvk(r))?.to_owned());
         }
     }
     Ok(roots)
@@ -844,7 +764,8 @@ fn add_resource_paths(
         );
     }
     for s in &r.subresources {
-        let sub_obj = Some(kind_definition(defs, &s.kind)?.to_owned());
+        let sub_gvk = s.gvk(r);
+        let sub_obj = Some(kind_definition(defs, &sub_gvk)?.to_owned());
         let sub_path = format!("{item}/{}", s.name);
         for v in SUBRESOURCE_VERBS
             .iter()
@@ -858,7 +779,7 @@ fn add_resource_paths(
                     id_verb: v.id_verb,
                     description: format!("{} {} of the specified {kind}", v.describe, s.name),
                     id_suffix: format!("{kind}{}", capitalize(&s.name)),
-                    gvk: &s.kind,
+                    gvk: &sub_gvk,
                     request: v.body,
                     response: sub_obj.clone(),
                     response_code: if v.verb == "create" { "201" } else { "200" },

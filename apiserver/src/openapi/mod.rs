@@ -60,9 +60,9 @@ pub use definitions::{
     PatchStrategy, Schema,
 };
 pub use documents::{
-    OpenApiDocuments, OpenApiResponse, RenderedDocument, ResourceDescriptor, STANDARD_VERBS,
-    SubresourceDescriptor, V2_JSON_CONTENT_TYPE, V2_PROTOBUF_ACCEPT, V2_PROTOBUF_CONTENT_TYPE,
-    V3_CONTENT_TYPE, group_version_path,
+    OpenApiDocuments, OpenApiResponse, RenderedDocument, ResourceDescriptor, SubresourceDescriptor,
+    V2_JSON_CONTENT_TYPE, V2_PROTOBUF_ACCEPT, V2_PROTOBUF_CONTENT_TYPE, V3_CONTENT_TYPE,
+    group_version_path,
 };
 
 /// Errors loading definitions or rendering documents.
