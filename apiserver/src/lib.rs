@@ -17,5 +17,7 @@ pub mod auth;
 pub mod http;
 pub mod openapi;
 pub mod patch;
+pub mod registry;
 pub mod resources;
+pub mod server;
 pub mod storage;

@@ -489,6 +489,8 @@ async fn route<H: ApiHandler>(
     let output =
         match negotiate::negotiate(header(&parts.headers, http::header::ACCEPT), answerable) {
             Ok(o) => o,
+            // Non-resource handlers (OpenAPI) answer media types of their own.
+            Err(_) if !attributes.is_resource_request => Output::Json,
             Err(e) => return error_response(&e),
         };
 

@@ -1,0 +1,1131 @@
+//! The generic verbs over stored objects.
+//!
+//! - **create**: the body's kind must match the resource; `metadata.name`
+//!   or `generateName` (plus 5 random characters); the namespace must
+//!   exist (404 otherwise); `uid`, `creationTimestamp`, `generation: 1`
+//!   are set; the status of kinds with a status subresource is reset
+//!   (namespaces start `Active`, pods `Pending`); then strict field check,
+//!   defaulting, validation, and a create-if-absent transaction (409
+//!   AlreadyExists).
+//! - **update**: `metadata.resourceVersion`, when given, must be the
+//!   current revision (409 Conflict with kube's message); the identity
+//!   fields are kept from the stored object; the main resource cannot
+//!   change `status` of kinds with a status subresource, and the status
+//!   subresource changes only `status`; `generation` is bumped when `spec`
+//!   changes. An update that removes the last finalizer of an object being
+//!   deleted deletes it.
+//! - **patch**: JSON, merge or strategic merge patch (schema from the
+//!   OpenAPI definitions) applied to the current object, then the update
+//!   rules, retried on a storage conflict.
+//! - **delete**: objects with finalizers get `deletionTimestamp` and stay;
+//!   others are removed (compare-and-swap on the revision read). A
+//!   namespace becomes `Terminating`, its contents are removed, then it is.
+//! - **list**/**watch**: see [`list_objects`] and [`watch`].
+//! - **scale**: `autoscaling/v1` Scale views of `spec.replicas`.
+//!
+//! `dryRun=All` runs everything except the storage write.
+
+use bytes::Bytes;
+use futures_util::{StreamExt as _, stream};
+use serde_json::{Value, json};
+
+use super::Registry;
+use super::fields::{
+    has_finalizers, meta_str, metadata_mut, name_suffix, new_uid, now_rfc3339, object_mut,
+    selector_string, strict_message, unknown_fields,
+};
+use crate::http::request::{FieldValidation, QueryOptions};
+use crate::http::{
+    ApiError, ApiResponse, BodyType, RequestContext, ResourceDescriptor, Verb, WatchEvent,
+    WatchEventType,
+};
+use crate::openapi::GroupVersionKind;
+use crate::patch;
+use crate::storage::{ContinueToken, KeyValue, ListOptions, StorageError};
+
+/// How many times a patch or scale is retried on a storage conflict.
+const CONFLICT_RETRIES: usize = 8;
+
+/// kube's message for a stale resourceVersion.
+pub const CONFLICT_MESSAGE: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
+
+/// Which part of an object an update may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Main,
+    Status,
+}
+
+pub(crate) async fn handle(
+    registry: &Registry,
+    desc: &ResourceDescriptor,
+    ctx: &RequestContext,
+    body: Bytes,
+) -> Result<ApiResponse, ApiError> {
+    let a = &ctx.attributes;
+    let namespace = if desc.namespaced {
+        a.namespace.clone().unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let name = a.name.clone().unwrap_or_default();
+    let op = Op {
+        registry,
+        desc,
+        namespace,
+        query: &a.query,
+    };
+    match (&a.verb, a.subresource.as_deref()) {
+        (Verb::Get, None | Some("status")) => op.get(&name).await.map(ok),
+        (Verb::Get, Some("scale")) => op.get(&name).await.map(|o| ok(op.scale_of(&o))),
+        (Verb::List, None) => op.list().await,
+        (Verb::Watch, None) => op.watch(a.name.as_deref()).await,
+        (Verb::Create, None) => op.create(parse_body(ctx, &body)?).await,
+        (Verb::Update, None) => op.update(&name, parse_body(ctx, &body)?, Part::Main).await,
+        (Verb::Update, Some("status")) => {
+            op.update(&name, parse_body(ctx, &body)?, Part::Status)
+                .await
+        }
+        (Verb::Update, Some("scale")) => op.update_scale(&name, parse_body(ctx, &body)?).await,
+        (Verb::Patch, None) => op.patch(&name, ctx.body_type, &body, Part::Main).await,
+        (Verb::Patch, Some("status")) => op.patch(&name, ctx.body_type, &body, Part::Status).await,
+        (Verb::Patch, Some("scale")) => op.patch_scale(&name, ctx.body_type, &body).await,
+        (Verb::Delete, None) => op.delete(&name).await,
+        (Verb::DeleteCollection, None) => op.delete_collection().await,
+        _ => Err(ApiError::method_not_allowed(ctx.method.as_str())),
+    }
+}
+
+fn ok(object: Value) -> ApiResponse {
+    ApiResponse::Object {
+        status: 200,
+        object,
+    }
+}
+
+fn parse_body(ctx: &RequestContext, body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    if !matches!(ctx.body_type, BodyType::Json | BodyType::Empty) {
+        return Err(ApiError::unsupported_media_type(
+            ctx.headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+        ));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type JSON): {e}"
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+/// Maps a storage error about `name` to the API's answer.
+pub(crate) fn storage_error(desc: &ResourceDescriptor, name: &str, e: StorageError) -> ApiError {
+    match &e {
+        StorageError::NotFound { .. } => ApiError::not_found(&desc.group, &desc.plural, name),
+        StorageError::AlreadyExists { .. } => {
+            ApiError::already_exists(&desc.group, &desc.plural, name)
+        }
+        StorageError::Conflict { .. } => {
+            ApiError::conflict(&desc.group, &desc.plural, name, CONFLICT_MESSAGE)
+        }
+        StorageError::Compacted { revision, .. } => {
+            ApiError::expired(format!("too old resource version: {revision}"))
+        }
+        StorageError::FutureRevision { revision, .. } => ApiError::timeout(format!(
+            "Too large resource version: {revision}, current: unknown"
+        )),
+        StorageError::Unavailable { .. } => ApiError::service_unavailable(e.to_string()),
+        StorageError::InvalidArgument { .. } => ApiError::bad_request(e.to_string()),
+        StorageError::Internal { .. } => ApiError::internal(e.to_string()),
+    }
+}
+
+/// The object stored at `kv`, with its resourceVersion.
+pub(crate) fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("decoding {}: {e}", kv.key)))?;
+    metadata_mut(&mut object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    Ok(object)
+}
+
+/// The stored form: no resourceVersion, no selfLink.
+pub(crate) fn encode(object: &Value) -> Result<Bytes, ApiError> {
+    let mut object = object.clone();
+    let meta = metadata_mut(&mut object);
+    meta.remove("resourceVersion");
+    meta.remove("selfLink");
+    serde_json::to_vec(&object)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Label, field and name filters of a list or watch.
+#[derive(Clone)]
+struct Filter {
+    query: QueryOptions,
+    name: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, object: &Value) -> bool {
+        if let Some(name) = &self.name
+            && meta_str(object, "name") != Some(name.as_str())
+        {
+            return false;
+        }
+        if let Some(labels) = &self.query.label_selector
+            && !labels.matches(object)
+        {
+            return false;
+        }
+        if let Some(fields) = &self.query.field_selector
+            && !fields.matches(object)
+        {
+            return false;
+        }
+        true
+    }
+
+    fn is_trivial(&self) -> bool {
+        self.name.is_none()
+            && self
+                .query
+                .label_selector
+                .as_ref()
+                .is_none_or(|s| s.is_empty())
+            && self
+                .query
+                .field_selector
+                .as_ref()
+                .is_none_or(|s| s.is_empty())
+    }
+}
+
+struct Op<'a> {
+    registry: &'a Registry,
+    desc: &'a ResourceDescriptor,
+    namespace: String,
+    query: &'a QueryOptions,
+}
+
+impl Op<'_> {
+    fn key(&self, name: &str) -> String {
+        self.registry.key(self.desc, &self.namespace, name)
+    }
+
+    fn gvk(&self) -> GroupVersionKind {
+        self.desc.gvk()
+    }
+
+    fn has_status(&self) -> bool {
+        self.desc.subresource("status").is_some()
+    }
+
+    fn err(&self, name: &str, e: StorageError) -> ApiError {
+        storage_error(self.desc, name, e)
+    }
+
+    async fn read(&self, name: &str) -> Result<(KeyValue, Value), ApiError> {
+        let key = self.key(name);
+        let kv = self
+            .registry
+            .storage
+            .get(&key)
+            .await
+            .map_err(|e| self.err(name, e))?
+            .ok_or_else(|| ApiError::not_found(&self.desc.group, &self.desc.plural, name))?;
+        let object = decode(&kv)?;
+        Ok((kv, object))
+    }
+
+    async fn get(&self, name: &str) -> Result<Value, ApiError> {
+        Ok(self.read(name).await?.1)
+    }
+
+    // ---- list and watch ----
+
+    async fn list(&self) -> Result<ApiResponse, ApiError> {
+        let filter = Filter {
+            query: self.query.clone(),
+            name: None,
+        };
+        let page = list_objects(
+            self.registry,
+            self.desc,
+            &self.namespace,
+            self.query,
+            &filter,
+        )
+        .await?;
+        let mut metadata = json!({"resourceVersion": page.revision.to_string()});
+        if let Some(token) = page.continue_token {
+            metadata["continue"] = json!(token);
+        }
+        if let Some(remaining) = page.remaining {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+        Ok(ApiResponse::List(json!({
+            "kind": format!("{}List", self.desc.kind),
+            "apiVersion": self.desc.group_version(),
+            "metadata": metadata,
+            "items": page.items,
+        })))
+    }
+
+    async fn watch(&self, name: Option<&str>) -> Result<ApiResponse, ApiError> {
+        let filter = Filter {
+            query: self.query.clone(),
+            name: name.map(str::to_owned),
+        };
+        watch(
+            self.registry,
+            self.desc,
+            &self.namespace,
+            self.query,
+            filter,
+        )
+        .await
+    }
+
+    // ---- create ----
+
+    async fn create(&self, mut object: Value) -> Result<ApiResponse, ApiError> {
+        let desc = self.desc;
+        self.check_kind(&object)?;
+        let meta = metadata_mut(&mut object);
+        let body_namespace = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if desc.namespaced {
+            if !body_namespace.is_empty() && body_namespace != self.namespace {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            meta.insert("namespace".into(), json!(self.namespace));
+        } else {
+            meta.remove("namespace");
+        }
+        let mut name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if name.is_empty() {
+            let generate = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if generate.is_empty() {
+                return Err(
+                    ApiError::invalid(&desc.group, &desc.kind, "", Vec::new()).with_cause(
+                        "FieldValueRequired",
+                        "name or generateName is required",
+                        "metadata.name",
+                    ),
+                );
+            }
+            name = format!("{generate}{}", name_suffix());
+            meta.insert("name".into(), json!(name));
+        }
+        meta.insert("uid".into(), json!(new_uid()));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        meta.insert("generation".into(), json!(1));
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "managedFields",
+        ] {
+            meta.remove(field);
+        }
+        self.reset_status_on_create(&mut object);
+        if desc.namespaced {
+            self.require_namespace().await?;
+        }
+        self.admit(&mut object, None)?;
+        if self.query.dry_run {
+            return Ok(ApiResponse::Object {
+                status: 201,
+                object,
+            });
+        }
+        let key = self.key(&name);
+        let revision = self
+            .registry
+            .storage
+            .create(&key, encode(&object)?)
+            .await
+            .map_err(|e| self.err(&name, e))?;
+        metadata_mut(&mut object).insert("resourceVersion".into(), json!(revision.to_string()));
+        tracing::debug!(%key, revision, "created");
+        Ok(ApiResponse::Object {
+            status: 201,
+            object,
+        })
+    }
+
+    fn check_kind(&self, object: &Value) -> Result<(), ApiError> {
+        let desc = self.desc;
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if (!kind.is_empty() && kind != desc.kind)
+            || (!api_version.is_empty() && api_version != desc.group_version())
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({api_version}) does not match the expected API version ({})",
+                desc.group_version()
+            ))
+            .with_details("", &desc.group, &desc.kind));
+        }
+        Ok(())
+    }
+
+    fn reset_status_on_create(&self, object: &mut Value) {
+        let map = object_mut(object);
+        map.insert("kind".into(), json!(self.desc.kind));
+        map.insert("apiVersion".into(), json!(self.desc.group_version()));
+        if !self.has_status() {
+            return;
+        }
+        match (self.desc.group.as_str(), self.desc.kind.as_str()) {
+            ("", "Namespace") => {
+                map.insert("status".into(), json!({"phase": "Active"}));
+            }
+            ("", "Pod") => {
+                map.insert("status".into(), json!({"phase": "Pending"}));
+            }
+            // Nodes report their own status when they register.
+            ("", "Node") => {}
+            ("", "Service") => {
+                map.insert("status".into(), json!({"loadBalancer": {}}));
+            }
+            _ => {
+                map.insert("status".into(), json!({}));
+            }
+        }
+    }
+
+    async fn require_namespace(&self) -> Result<(), ApiError> {
+        let Some(ns_desc) = self.registry.descriptor("", "namespaces") else {
+            return Ok(());
+        };
+        let key = self.registry.key(ns_desc, "", &self.namespace);
+        let found = self
+            .registry
+            .storage
+            .get(&key)
+            .await
+            .map_err(|e| storage_error(ns_desc, &self.namespace, e))?;
+        match found {
+            None => Err(ApiError::not_found("", "namespaces", &self.namespace)),
+            Some(kv) => {
+                let ns = decode(&kv)?;
+                if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+                    return Err(ApiError::forbidden(format!(
+                        "{} is forbidden: unable to create new content in namespace {} because it is being terminated",
+                        self.desc.plural, self.namespace
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Strict field check, defaulting and validation.
+    fn admit(&self, object: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+        let gvk = self.gvk();
+        if self.query.field_validation == FieldValidation::Strict
+            && let Some(schema) = self.registry.definitions.for_gvk(&gvk)
+        {
+            let unknown = unknown_fields(object, schema);
+            if !unknown.is_empty() {
+                return Err(ApiError::bad_request(strict_message(&unknown)));
+            }
+        }
+        self.registry.admission.default_object(&gvk, object);
+        let causes = self.registry.admission.validate_object(&gvk, object, old);
+        if !causes.is_empty() {
+            let name = meta_str(object, "name").unwrap_or_default().to_owned();
+            return Err(ApiError::invalid(
+                &self.desc.group,
+                &self.desc.kind,
+                &name,
+                causes,
+            ));
+        }
+        Ok(())
+    }
+
+    // ---- update ----
+
+    /// The new state of `old` when a client sends `new` for `part`.
+    fn prepare_update(&self, old: &Value, mut new: Value, part: Part) -> Result<Value, ApiError> {
+        if part == Part::Status {
+            let mut result = old.clone();
+            let status = new.get("status").cloned();
+            let map = object_mut(&mut result);
+            match status {
+                Some(s) => map.insert("status".into(), s),
+                None => map.remove("status"),
+            };
+            return Ok(result);
+        }
+        self.check_kind(&new)?;
+        let new_map = object_mut(&mut new);
+        new_map.insert("kind".into(), json!(self.desc.kind));
+        new_map.insert("apiVersion".into(), json!(self.desc.group_version()));
+        if self.has_status() {
+            match old.get("status") {
+                Some(s) => new_map.insert("status".into(), s.clone()),
+                None => new_map.remove("status"),
+            };
+        }
+        let spec_changed = old.get("spec") != new.get("spec");
+        let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        let meta = metadata_mut(&mut new);
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            match old_meta.get(field) {
+                Some(v) => meta.insert(field.into(), v.clone()),
+                None => meta.remove(field),
+            };
+        }
+        meta.remove("managedFields");
+        meta.remove("selfLink");
+        if spec_changed {
+            let generation = old_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            meta.insert("generation".into(), json!(generation + 1));
+        }
+        Ok(new)
+    }
+
+    /// Writes `object` over the revision `expected`; deletes it instead
+    /// when it is being deleted and has no finalizers left.
+    async fn commit(
+        &self,
+        name: &str,
+        mut object: Value,
+        expected: i64,
+    ) -> Result<Value, StorageError> {
+        let key = self.key(name);
+        if meta_str(&object, "deletionTimestamp").is_some() && !has_finalizers(&object) {
+            let deleted = self.registry.storage.delete(&key, Some(expected)).await?;
+            metadata_mut(&mut object).insert(
+                "resourceVersion".into(),
+                json!(deleted.revision.to_string()),
+            );
+            return Ok(object);
+        }
+        let bytes = match encode(&object) {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(StorageError::Internal {
+                    operation: crate::storage::Operation::Update,
+                    key,
+                    reason: e.message,
+                });
+            }
+        };
+        let revision = self.registry.storage.update(&key, bytes, expected).await?;
+        metadata_mut(&mut object).insert("resourceVersion".into(), json!(revision.to_string()));
+        Ok(object)
+    }
+
+    async fn update(&self, name: &str, new: Value, part: Part) -> Result<ApiResponse, ApiError> {
+        if let Some(body_name) = meta_str(&new, "name")
+            && body_name != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let (kv, current) = self.read(name).await?;
+        let expected = match meta_str(&new, "resourceVersion").filter(|rv| !rv.is_empty()) {
+            Some(rv) => {
+                let rv: i64 = rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
+                })?;
+                if rv != kv.mod_revision {
+                    return Err(ApiError::conflict(
+                        &self.desc.group,
+                        &self.desc.plural,
+                        name,
+                        CONFLICT_MESSAGE,
+                    ));
+                }
+                rv
+            }
+            None => kv.mod_revision,
+        };
+        let mut object = self.prepare_update(&current, new, part)?;
+        self.admit(&mut object, Some(&current))?;
+        if self.query.dry_run {
+            return Ok(ok(object));
+        }
+        let object = self
+            .commit(name, object, expected)
+            .await
+            .map_err(|e| self.err(name, e))?;
+        Ok(ok(object))
+    }
+
+    // ---- patch ----
+
+    fn apply_patch(
+        &self,
+        gvk: &GroupVersionKind,
+        current: &Value,
+        body_type: BodyType,
+        patch_doc: &Value,
+    ) -> Result<Value, ApiError> {
+        let bad = |e: patch::PatchError| ApiError::bad_request(e.to_string());
+        match body_type {
+            BodyType::JsonPatch => patch::json_patch(current, patch_doc).map_err(bad),
+            BodyType::MergePatch => Ok(patch::merge_patch(current, patch_doc)),
+            BodyType::StrategicMergePatch => {
+                let schema = self.registry.definitions.for_gvk(gvk);
+                patch::strategic_merge_patch(current, patch_doc, schema).map_err(bad)
+            }
+            BodyType::ApplyPatch => Err(ApiError::unsupported_media_type(
+                "application/apply-patch+yaml (server-side apply is not supported)",
+            )),
+            _ => Err(ApiError::unsupported_media_type(
+                "the patch must be application/json-patch+json, application/merge-patch+json or application/strategic-merge-patch+json",
+            )),
+        }
+    }
+
+    fn parse_patch(body: &[u8]) -> Result<Value, ApiError> {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+    }
+
+    async fn patch(
+        &self,
+        name: &str,
+        body_type: BodyType,
+        body: &[u8],
+        part: Part,
+    ) -> Result<ApiResponse, ApiError> {
+        let patch_doc = Self::parse_patch(body)?;
+        let gvk = self.gvk();
+        for _ in 0..CONFLICT_RETRIES {
+            let (kv, current) = self.read(name).await?;
+            let patched = self.apply_patch(&gvk, &current, body_type, &patch_doc)?;
+            if let Some(rv) = meta_str(&patched, "resourceVersion")
+                && rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    &self.desc.group,
+                    &self.desc.plural,
+                    name,
+                    CONFLICT_MESSAGE,
+                ));
+            }
+            let mut object = self.prepare_update(&current, patched, part)?;
+            self.admit(&mut object, Some(&current))?;
+            if self.query.dry_run {
+                return Ok(ok(object));
+            }
+            match self.commit(name, object, kv.mod_revision).await {
+                Ok(object) => return Ok(ok(object)),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(self.err(name, e)),
+            }
+        }
+        Err(ApiError::conflict(
+            &self.desc.group,
+            &self.desc.plural,
+            name,
+            CONFLICT_MESSAGE,
+        ))
+    }
+
+    // ---- scale ----
+
+    fn scale_of(&self, object: &Value) -> Value {
+        let meta = object.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        let mut scale_meta = json!({});
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+        ] {
+            if let Some(v) = meta.get(field) {
+                scale_meta[field] = v.clone();
+            }
+        }
+        json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": scale_meta,
+            "spec": {"replicas": object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+            "status": {
+                "replicas": object.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+                "selector": selector_string(object.pointer("/spec/selector")),
+            },
+        })
+    }
+
+    fn with_replicas(&self, current: &Value, scale: &Value) -> Result<Value, ApiError> {
+        let replicas = scale
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .filter(|r| *r >= 0)
+            .ok_or_else(|| {
+                ApiError::invalid("autoscaling", "Scale", "", Vec::new()).with_cause(
+                    "FieldValueInvalid",
+                    "must be greater than or equal to 0",
+                    "spec.replicas",
+                )
+            })?;
+        let mut new = current.clone();
+        object_mut(&mut new)
+            .entry("spec")
+            .or_insert_with(|| json!({}));
+        new["spec"]["replicas"] = json!(replicas);
+        self.prepare_update(current, new, Part::Main)
+    }
+
+    async fn update_scale(&self, name: &str, scale: Value) -> Result<ApiResponse, ApiError> {
+        let (kv, current) = self.read(name).await?;
+        if let Some(rv) = meta_str(&scale, "resourceVersion").filter(|rv| !rv.is_empty())
+            && rv != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                &self.desc.group,
+                &self.desc.plural,
+                name,
+                CONFLICT_MESSAGE,
+            ));
+        }
+        let object = self.with_replicas(&current, &scale)?;
+        if self.query.dry_run {
+            return Ok(ok(self.scale_of(&object)));
+        }
+        let object = self
+            .commit(name, object, kv.mod_revision)
+            .await
+            .map_err(|e| self.err(name, e))?;
+        Ok(ok(self.scale_of(&object)))
+    }
+
+    async fn patch_scale(
+        &self,
+        name: &str,
+        body_type: BodyType,
+        body: &[u8],
+    ) -> Result<ApiResponse, ApiError> {
+        let patch_doc = Self::parse_patch(body)?;
+        let scale_gvk = GroupVersionKind::new("autoscaling", "v1", "Scale");
+        for _ in 0..CONFLICT_RETRIES {
+            let (kv, current) = self.read(name).await?;
+            let scale = self.scale_of(&current);
+            let patched = self.apply_patch(&scale_gvk, &scale, body_type, &patch_doc)?;
+            let object = self.with_replicas(&current, &patched)?;
+            if self.query.dry_run {
+                return Ok(ok(self.scale_of(&object)));
+            }
+            match self.commit(name, object, kv.mod_revision).await {
+                Ok(object) => return Ok(ok(self.scale_of(&object))),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(self.err(name, e)),
+            }
+        }
+        Err(ApiError::conflict(
+            &self.desc.group,
+            &self.desc.plural,
+            name,
+            CONFLICT_MESSAGE,
+        ))
+    }
+
+    // ---- delete ----
+
+    async fn delete(&self, name: &str) -> Result<ApiResponse, ApiError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let (kv, current) = self.read(name).await?;
+            if let Some(uid) = &self.query.precondition_uid
+                && meta_str(&current, "uid") != Some(uid.as_str())
+            {
+                return Err(ApiError::conflict(
+                    &self.desc.group,
+                    &self.desc.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&current, "uid").unwrap_or_default()
+                    ),
+                ));
+            }
+            if let Some(rv) = &self.query.precondition_resource_version
+                && *rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    &self.desc.group,
+                    &self.desc.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        kv.mod_revision
+                    ),
+                ));
+            }
+            let is_namespace = self.desc.group.is_empty() && self.desc.plural == "namespaces";
+            if is_namespace || has_finalizers(&current) {
+                let mut marked = current.clone();
+                if meta_str(&marked, "deletionTimestamp").is_none() {
+                    let meta = metadata_mut(&mut marked);
+                    meta.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                    meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+                }
+                if is_namespace {
+                    marked["status"] = json!({"phase": "Terminating"});
+                }
+                if self.query.dry_run {
+                    return Ok(ok(marked));
+                }
+                if marked != current {
+                    let key = self.key(name);
+                    match self
+                        .registry
+                        .storage
+                        .update(&key, encode(&marked)?, kv.mod_revision)
+                        .await
+                    {
+                        Ok(revision) => {
+                            metadata_mut(&mut marked)
+                                .insert("resourceVersion".into(), json!(revision.to_string()));
+                        }
+                        Err(e) if e.is_conflict() => continue,
+                        Err(e) => return Err(self.err(name, e)),
+                    }
+                }
+                if is_namespace && !has_finalizers(&marked) {
+                    self.finish_namespace(name).await?;
+                }
+                return Ok(ok(marked));
+            }
+            if self.query.dry_run {
+                return Ok(ok(self.deleted_status(&current)));
+            }
+            match self
+                .registry
+                .storage
+                .delete(&kv.key, Some(kv.mod_revision))
+                .await
+            {
+                Ok(_) => return Ok(ok(self.deleted_status(&current))),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_not_found() => {
+                    return Err(ApiError::not_found(
+                        &self.desc.group,
+                        &self.desc.plural,
+                        name,
+                    ));
+                }
+                Err(e) => return Err(self.err(name, e)),
+            }
+        }
+        Err(ApiError::conflict(
+            &self.desc.group,
+            &self.desc.plural,
+            name,
+            CONFLICT_MESSAGE,
+        ))
+    }
+
+    /// Removes everything in namespace `name`, then the namespace.
+    async fn finish_namespace(&self, name: &str) -> Result<(), ApiError> {
+        let storage = &self.registry.storage;
+        for desc in self.registry.resources.iter().filter(|d| d.namespaced) {
+            let prefix = self.registry.list_prefix(desc, name);
+            let mut options = ListOptions::default();
+            loop {
+                let page = storage
+                    .list(&prefix, options.clone())
+                    .await
+                    .map_err(|e| storage_error(desc, name, e))?;
+                for kv in &page.items {
+                    match storage.delete(&kv.key, None).await {
+                        Ok(_) => {}
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(storage_error(desc, name, e)),
+                    }
+                }
+                match page.next_page(None) {
+                    Some(next) => options = next,
+                    None => break,
+                }
+            }
+        }
+        match storage.delete(&self.key(name), None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(self.err(name, e)),
+        }
+    }
+
+    fn deleted_status(&self, object: &Value) -> Value {
+        let mut status = crate::http::status::success_status();
+        status["details"] = json!({
+            "name": meta_str(object, "name").unwrap_or_default(),
+            "group": self.desc.group,
+            "kind": self.desc.plural,
+            "uid": meta_str(object, "uid").unwrap_or_default(),
+        });
+        status
+    }
+
+    async fn delete_collection(&self) -> Result<ApiResponse, ApiError> {
+        let filter = Filter {
+            query: self.query.clone(),
+            name: None,
+        };
+        let mut all = self.query.clone();
+        all.limit = None;
+        all.continue_token = None;
+        let page = list_objects(self.registry, self.desc, &self.namespace, &all, &filter).await?;
+        let mut deleted = Vec::new();
+        for object in page.items {
+            let Some(name) = meta_str(&object, "name").map(str::to_owned) else {
+                continue;
+            };
+            let op = Op {
+                registry: self.registry,
+                desc: self.desc,
+                namespace: meta_str(&object, "namespace")
+                    .unwrap_or_default()
+                    .to_owned(),
+                query: self.query,
+            };
+            match op.delete(&name).await {
+                Ok(_) => deleted.push(object),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ApiResponse::List(json!({
+            "kind": format!("{}List", self.desc.kind),
+            "apiVersion": self.desc.group_version(),
+            "metadata": {"resourceVersion": page.revision.to_string()},
+            "items": deleted,
+        })))
+    }
+}
+
+/// One page of a filtered list.
+pub(crate) struct Page {
+    pub items: Vec<Value>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+/// Reads a list: consistent across pages (every page at the first page's
+/// revision, carried in the continue token), filtered by the selectors
+/// while reading, so a page holds up to `limit` matching objects.
+async fn list_objects(
+    registry: &Registry,
+    desc: &ResourceDescriptor,
+    namespace: &str,
+    query: &QueryOptions,
+    filter: &Filter,
+) -> Result<Page, ApiError> {
+    let prefix = registry.list_prefix(desc, namespace);
+    let limit = query
+        .limit
+        .filter(|l| *l > 0)
+        .and_then(|l| usize::try_from(l).ok());
+    let mut options = ListOptions {
+        limit,
+        ..ListOptions::default()
+    };
+    if let Some(token) = &query.continue_token {
+        let decoded = ContinueToken::decode(token, &prefix)
+            .map_err(|e| ApiError::bad_request(format!("invalid continue token: {e}")))?;
+        options.start_after = Some(decoded.start_after);
+        options.revision = Some(decoded.revision);
+    } else if query.resource_version_match
+        == Some(crate::http::request::ResourceVersionMatch::Exact)
+        && let Some(rv) = &query.resource_version
+    {
+        options.revision = Some(
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        );
+    }
+    let expired_continue = query.continue_token.is_some();
+    let mut items = Vec::new();
+    loop {
+        let result = match registry.storage.list(&prefix, options.clone()).await {
+            Ok(r) => r,
+            Err(e) if e.is_compacted() && expired_continue => {
+                return Err(ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ));
+            }
+            Err(e) => return Err(storage_error(desc, "", e)),
+        };
+        for kv in &result.items {
+            let object = decode(kv)?;
+            if filter.matches(&object) {
+                items.push(object);
+            }
+        }
+        let remaining_room = limit.map(|l| l.saturating_sub(items.len()));
+        let next = match remaining_room {
+            Some(0) | None => None,
+            Some(room) => result.next_page(Some(room)),
+        };
+        if let Some(next) = next {
+            options = next;
+            continue;
+        }
+        let continue_token = if limit.is_some() && result.more {
+            result.items.last().map(|last| {
+                ContinueToken {
+                    revision: result.revision,
+                    start_after: last.key.clone(),
+                }
+                .encode(&prefix)
+            })
+        } else {
+            None
+        };
+        let remaining = if filter.is_trivial() && continue_token.is_some() {
+            result.remaining
+        } else {
+            None
+        };
+        return Ok(Page {
+            items,
+            revision: result.revision,
+            continue_token,
+            remaining,
+        });
+    }
+}
+
+/// A watch: from `resourceVersion` (events after it), or, when it is
+/// unset or `0`, the current state as ADDED events and then the changes.
+/// With selectors, an object that starts matching is ADDED and one that
+/// stops matching is DELETED, as kube does.
+async fn watch(
+    registry: &Registry,
+    desc: &ResourceDescriptor,
+    namespace: &str,
+    query: &QueryOptions,
+    filter: Filter,
+) -> Result<ApiResponse, ApiError> {
+    let prefix = registry.list_prefix(desc, namespace);
+    let rv = query.resource_version.as_deref().unwrap_or("");
+    let (initial, from) = if rv.is_empty() || rv == "0" {
+        let mut all = query.clone();
+        all.limit = None;
+        all.continue_token = None;
+        all.resource_version_match = None;
+        let page = list_objects(registry, desc, namespace, &all, &filter).await?;
+        let events: Vec<WatchEvent> = page
+            .items
+            .into_iter()
+            .map(|o| WatchEvent::new(WatchEventType::Added, o))
+            .collect();
+        (events, page.revision)
+    } else {
+        let from: i64 = rv
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
+        (Vec::new(), from)
+    };
+    let changes = match registry
+        .storage
+        .watch(&prefix, from, query.allow_watch_bookmarks)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) if e.is_compacted() => {
+            let event = WatchEvent::expired(rv, &e.to_string());
+            return Ok(ApiResponse::Watch(Box::pin(stream::iter([event]))));
+        }
+        Err(e) => return Err(storage_error(desc, "", e)),
+    };
+    let api_version = desc.group_version();
+    let kind = desc.kind.clone();
+    let requested = rv.to_owned();
+    let events = changes.filter_map(move |item| {
+        let event = convert(item, &filter, &api_version, &kind, &requested);
+        std::future::ready(event)
+    });
+    Ok(ApiResponse::Watch(Box::pin(
+        stream::iter(initial).chain(events),
+    )))
+}
+
+fn convert(
+    item: Result<crate::storage::WatchEvent, StorageError>,
+    filter: &Filter,
+    api_version: &str,
+    kind: &str,
+    requested: &str,
+) -> Option<WatchEvent> {
+    use crate::storage::WatchEvent as S;
+    let decoded = |kv: &KeyValue| decode(kv).ok();
+    match item {
+        Ok(S::Put { kv, prev }) => {
+            let object = decoded(&kv)?;
+            let now = filter.matches(&object);
+            let before = prev.as_ref().and_then(decoded).map(|p| filter.matches(&p));
+            let kind = match (before, now) {
+                (None | Some(false), true) => WatchEventType::Added,
+                (Some(true), true) => WatchEventType::Modified,
+                (Some(true), false) => WatchEventType::Deleted,
+                (_, false) => return None,
+            };
+            Some(WatchEvent::new(kind, object))
+        }
+        Ok(S::Delete { prev, revision }) => {
+            let mut object = decoded(&prev)?;
+            if !filter.matches(&object) {
+                return None;
+            }
+            metadata_mut(&mut object).insert("resourceVersion".into(), json!(revision.to_string()));
+            Some(WatchEvent::new(WatchEventType::Deleted, object))
+        }
+        Ok(S::Progress { revision }) => Some(WatchEvent::bookmark(
+            api_version,
+            kind,
+            &revision.to_string(),
+        )),
+        Err(e) if e.is_compacted() => Some(WatchEvent::expired(requested, &e.to_string())),
+        Err(e) => Some(WatchEvent::error(&ApiError::internal(e.to_string()))),
+    }
+}

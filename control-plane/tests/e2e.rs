@@ -1,0 +1,584 @@
+//! End to end: a real etcd (TLS, client certificates) and the
+//! `control-plane apiserver` binary on loopback, with a PKI from
+//! `cairn_pki::generate`, driven by the stock kubectl 1.33 and 1.27 with
+//! the generated admin.conf.
+//!
+//! kubectl binaries are looked up next to `kubectl` on PATH
+//! (`kubectl.1.33`, `kubectl.1.27`); a missing one skips its part. On
+//! failure the assertion prints kubectl's stderr and the tail of the
+//! server's log.
+
+#[path = "../../apiserver/tests/storage_common/etcd_fixture.rs"]
+#[allow(dead_code)]
+mod etcd_fixture;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use cairn_pki::{ClusterPkiSpec, KubeconfigFile, PkiPaths};
+use etcd_fixture::EtcdFixture;
+use serde_json::Value;
+
+struct Apiserver {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    pki: PkiPaths,
+    kubeconfigs: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Apiserver {
+    fn start(etcd: &EtcdFixture) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = ClusterPkiSpec::new(
+            "cp-1".parse().expect("node name"),
+            "127.0.0.1".parse().expect("ip"),
+        );
+        let kubeconfigs = dir.path().join("kube");
+        let pki = PkiPaths::new(dir.path().join("pki"), Some(kubeconfigs.clone()));
+        cairn_pki::generate(&spec, &pki, time::OffsetDateTime::now_utc()).expect("generate PKI");
+        let port = free_port();
+        let etcd_pki = etcd.pki();
+        let log = std::fs::File::create(dir.path().join("apiserver.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_control-plane"))
+            .arg("apiserver")
+            .args(["--etcd-servers", &etcd.endpoint()])
+            .arg("--etcd-cafile")
+            .arg(etcd_pki.join("etcd/ca.crt"))
+            .arg("--etcd-certfile")
+            .arg(etcd_pki.join("apiserver-etcd-client.crt"))
+            .arg("--etcd-keyfile")
+            .arg(etcd_pki.join("apiserver-etcd-client.key"))
+            .arg("--tls-cert-file")
+            .arg(pki.cert("apiserver"))
+            .arg("--tls-private-key-file")
+            .arg(pki.key("apiserver"))
+            .arg("--client-ca-file")
+            .arg(pki.cert("ca"))
+            .arg("--service-account-key-file")
+            .arg(pki.cert_dir.join("sa.pub"))
+            .arg("--service-account-signing-key-file")
+            .arg(pki.cert_dir.join("sa.key"))
+            .args([
+                "--service-account-issuer",
+                "https://kubernetes.default.svc.cluster.local",
+            ])
+            .args(["--service-cluster-ip-range", "10.96.0.0/12"])
+            .args(["--secure-port", &port.to_string()])
+            .args(["--bind-address", "127.0.0.1"])
+            .args(["--advertise-address", "127.0.0.1"])
+            .env("RUST_LOG", "info,cairn_apiserver=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start control-plane apiserver");
+        let server = Self {
+            child,
+            dir,
+            port,
+            pki,
+            kubeconfigs,
+        };
+        for file in [KubeconfigFile::Admin, KubeconfigFile::Kubelet] {
+            server.localize(file);
+        }
+        server
+    }
+
+    fn log_tail(&self) -> String {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(40);
+        format!("--- apiserver log tail ---\n{}", lines[start..].join("\n"))
+    }
+
+    /// A copy of a generated kubeconfig pointing at this server's port.
+    fn localize(&self, file: KubeconfigFile) {
+        let path = self.pki.kubeconfig(file).expect("kubeconfig path");
+        let text = std::fs::read_to_string(&path).expect("kubeconfig");
+        let rewritten: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let trimmed = line.trim_start();
+                if trimmed.starts_with("server:") {
+                    let indent = &line[..line.len() - trimmed.len()];
+                    format!("{indent}server: https://127.0.0.1:{}", self.port)
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        std::fs::write(self.local_kubeconfig(file), rewritten.join("\n")).expect("write");
+    }
+
+    fn local_kubeconfig(&self, file: KubeconfigFile) -> PathBuf {
+        let name = self
+            .pki
+            .kubeconfig(file)
+            .and_then(|p| p.file_name().map(|n| n.to_owned()))
+            .expect("kubeconfig name");
+        self.kubeconfigs
+            .join(format!("local-{}", name.to_string_lossy()))
+    }
+
+    fn wait_ready(&mut self, kubectl: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("apiserver exited with {status}\n{}", self.log_tail());
+            }
+            let out = self.kubectl_as(kubectl, KubeconfigFile::Admin, &["get", "--raw", "/readyz"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "apiserver not ready: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn command(&self, kubectl: &Path, kubeconfig: &Path) -> Command {
+        let mut command = Command::new(kubectl);
+        command
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join(format!(
+                "cache-{}",
+                kubectl.file_name().and_then(|n| n.to_str()).unwrap_or("k")
+            )))
+            .args(["--request-timeout", "30s"])
+            .env_remove("KUBECONFIG");
+        command
+    }
+
+    fn kubectl_as(&self, kubectl: &Path, file: KubeconfigFile, args: &[&str]) -> Output {
+        self.command(kubectl, &self.local_kubeconfig(file))
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// Runs kubectl as the admin; panics with its stderr and the server
+    /// log when it fails.
+    fn ok(&self, kubectl: &Path, args: &[&str]) -> String {
+        let out = self.kubectl_as(kubectl, KubeconfigFile::Admin, args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed ({}):\n{}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl as the admin and expects it to fail; returns stderr.
+    fn fails(&self, kubectl: &Path, file: KubeconfigFile, args: &[&str]) -> String {
+        let out = self.kubectl_as(kubectl, file, args);
+        assert!(
+            !out.status.success(),
+            "kubectl {} unexpectedly succeeded:\n{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write manifest");
+        path
+    }
+}
+
+impl Drop for Apiserver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+    }
+}
+
+fn kubectl_binary(version: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find_map(|dir| {
+        let real = std::fs::canonicalize(dir.join("kubectl")).ok()?;
+        let versioned = real.parent()?.join(format!("kubectl.{version}"));
+        versioned.is_file().then_some(versioned)
+    })
+}
+
+fn manifest(namespace: &str, image: &str, extra_env: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: {namespace}
+  labels:
+    app: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: {image}
+        ports:
+        - containerPort: 80
+        env:
+        - name: MODE
+          value: demo{extra_env}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: {namespace}
+  labels:
+    app: web
+spec:
+  type: NodePort
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 80
+    nodePort: 30080
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+  namespace: {namespace}
+  labels:
+    app: web
+data:
+  greeting: hello
+"#
+    )
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn scenario(server: &Apiserver, kubectl: &Path, ns: &str) {
+    let out = server.ok(kubectl, &["create", "namespace", ns]);
+    assert!(out.contains(&format!("namespace/{ns} created")), "{out}");
+
+    // apply: created, unchanged, configured.
+    let v1 = server.write(&format!("{ns}-v1.yaml"), &manifest(ns, "nginx:1.25", ""));
+    let v1 = v1.to_str().expect("path");
+    let out = server.ok(kubectl, &["apply", "-f", v1]);
+    for line in [
+        "deployment.apps/web created",
+        "service/web created",
+        "configmap/web-config created",
+    ] {
+        assert!(out.contains(line), "{line} missing in:\n{out}");
+    }
+    let out = server.ok(kubectl, &["apply", "-f", v1]);
+    for line in [
+        "deployment.apps/web unchanged",
+        "service/web unchanged",
+        "configmap/web-config unchanged",
+    ] {
+        assert!(out.contains(line), "{line} missing in:\n{out}");
+    }
+    // A field the manifest never sets, changed by a strategic merge patch.
+    let out = server.ok(
+        kubectl,
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "-n",
+            ns,
+            "-p",
+            r#"{"spec":{"minReadySeconds":7}}"#,
+        ],
+    );
+    assert!(out.contains("deployment.apps/web patched"), "{out}");
+    let v2 = server.write(
+        &format!("{ns}-v2.yaml"),
+        &manifest(
+            ns,
+            "nginx:1.26",
+            "\n        - name: COLOR\n          value: blue",
+        ),
+    );
+    let v2 = v2.to_str().expect("path");
+    let out = server.ok(kubectl, &["apply", "-f", v2]);
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    assert!(out.contains("service/web unchanged"), "{out}");
+    let deploy = json(&server.ok(kubectl, &["get", "deploy", "web", "-n", ns, "-o", "json"]));
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:1.26", "{deploy}");
+    let env: Vec<&str> = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(env, ["MODE", "COLOR"], "{deploy}");
+    assert_eq!(deploy["spec"]["minReadySeconds"], 7, "untouched field kept");
+    assert_eq!(deploy["metadata"]["generation"], 3, "{deploy}");
+
+    // get: tables, yaml, label selectors.
+    let out = server.ok(kubectl, &["get", "deploy,svc,cm", "-n", ns]);
+    for word in [
+        "READY",
+        "UP-TO-DATE",
+        "AVAILABLE",
+        "TYPE",
+        "CLUSTER-IP",
+        "PORT(S)",
+        "DATA",
+        "deployment.apps/web",
+        "service/web",
+        "configmap/web-config",
+    ] {
+        assert!(out.contains(word), "{word} missing in:\n{out}");
+    }
+    let out = server.ok(kubectl, &["get", "deploy", "web", "-n", ns, "-o", "yaml"]);
+    assert!(out.contains("image: nginx:1.26"), "{out}");
+    server.ok(
+        kubectl,
+        &[
+            "create",
+            "configmap",
+            "other",
+            "-n",
+            ns,
+            "--from-literal=x=y",
+        ],
+    );
+    let out = server.ok(
+        kubectl,
+        &["get", "cm", "-n", ns, "-l", "app=web", "-o", "name"],
+    );
+    assert_eq!(out.trim(), "configmap/web-config");
+
+    // scale, label, annotate.
+    let out = server.ok(kubectl, &["scale", "deploy/web", "-n", ns, "--replicas=3"]);
+    assert!(out.contains("scaled"), "{out}");
+    server.ok(
+        kubectl,
+        &["label", "deploy", "web", "-n", ns, "tier=frontend"],
+    );
+    server.ok(
+        kubectl,
+        &["annotate", "deploy", "web", "-n", ns, "owner=team-a"],
+    );
+    let deploy = json(&server.ok(kubectl, &["get", "deploy", "web", "-n", ns, "-o", "json"]));
+    assert_eq!(deploy["spec"]["replicas"], 3, "{deploy}");
+    assert_eq!(deploy["metadata"]["labels"]["tier"], "frontend");
+    assert_eq!(deploy["metadata"]["annotations"]["owner"], "team-a");
+
+    // get -w sees a pod created meanwhile.
+    let mut watcher = server
+        .command(kubectl, &server.local_kubeconfig(KubeconfigFile::Admin))
+        .args(["get", "pods", "-n", ns, "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl get -w");
+    let stdout = watcher.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let pod = server.write(
+        &format!("{ns}-pod.yaml"),
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: watched\n  namespace: {ns}\nspec:\n  containers:\n  - name: c\n    image: busybox\n"
+        ),
+    );
+    server.ok(kubectl, &["create", "-f", pod.to_str().expect("path")]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let found = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("watched") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(
+        found,
+        "get -w did not show the pod; saw {seen:?}\n{}",
+        server.log_tail()
+    );
+
+    // Authorization.
+    let out = server.ok(
+        kubectl,
+        &["auth", "can-i", "create", "deployments", "-n", ns],
+    );
+    assert_eq!(out.trim(), "yes");
+    let err = server.fails(
+        kubectl,
+        KubeconfigFile::Kubelet,
+        &["get", "deployments", "-n", ns],
+    );
+    assert!(
+        err.contains(&format!(
+            "deployments.apps is forbidden: User \"system:node:cp-1\" cannot list resource \"deployments\" in API group \"apps\" in the namespace \"{ns}\""
+        )),
+        "{err}"
+    );
+
+    // A stale update is a conflict.
+    let stale = server.ok(kubectl, &["get", "cm", "other", "-n", ns, "-o", "json"]);
+    let stale = server.write(&format!("{ns}-stale.json"), &stale);
+    server.ok(kubectl, &["label", "cm", "other", "-n", ns, "bumped=yes"]);
+    let err = server.fails(
+        kubectl,
+        KubeconfigFile::Admin,
+        &["replace", "-f", stale.to_str().expect("path")],
+    );
+    assert!(
+        err.contains(
+            "Operation cannot be fulfilled on configmaps \"other\": the object has been modified"
+        ),
+        "{err}"
+    );
+
+    // delete -f, then everything is gone.
+    let out = server.ok(kubectl, &["delete", "-f", v2]);
+    for line in [
+        "deployment.apps \"web\" deleted",
+        "service \"web\" deleted",
+        "configmap \"web-config\" deleted",
+    ] {
+        assert!(out.contains(line), "{line} missing in:\n{out}");
+    }
+    let err = server.fails(
+        kubectl,
+        KubeconfigFile::Admin,
+        &["get", "deploy", "web", "-n", ns],
+    );
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
+}
+
+fn credentials_are_required(server: &Apiserver) {
+    // No credentials at all: anonymous, which RBAC grants nothing here.
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(server.pki.cert("ca"))
+        .arg(format!(
+            "https://127.0.0.1:{}/api/v1/namespaces/default/pods",
+            server.port
+        ))
+        .output()
+        .expect("curl");
+    let status = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(status["code"], 403, "{status}");
+    assert_eq!(
+        status["message"],
+        "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"",
+        "{status}\n{}",
+        server.log_tail()
+    );
+    // Anonymous may read the health endpoints.
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(server.pki.cert("ca"))
+        .arg(format!("https://127.0.0.1:{}/readyz", server.port))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
+    // A bad bearer token: 401.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-H",
+            "Authorization: Bearer abcdef.0123456789abcdef",
+            "--cacert",
+        ])
+        .arg(server.pki.cert("ca"))
+        .arg(format!(
+            "https://127.0.0.1:{}/api/v1/namespaces/default/pods",
+            server.port
+        ))
+        .output()
+        .expect("curl");
+    let status = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(status["code"], 401, "{status}");
+    assert_eq!(status["reason"], "Unauthorized", "{status}");
+}
+
+#[test]
+fn kubectl_drives_the_apiserver_on_etcd() {
+    let versions: Vec<(&str, PathBuf)> = ["1.33", "1.27"]
+        .into_iter()
+        .filter_map(|v| kubectl_binary(v).map(|b| (v, b)))
+        .collect();
+    if versions.is_empty() {
+        eprintln!("no kubectl.1.33 / kubectl.1.27 next to kubectl on PATH; skipping");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let etcd = runtime.block_on(EtcdFixture::start());
+    let mut server = Apiserver::start(&etcd);
+    server.wait_ready(&versions[0].1);
+    credentials_are_required(&server);
+    for (version, kubectl) in &versions {
+        let ns = if *version == "1.33" {
+            "demo".to_owned()
+        } else {
+            format!("demo-{}", version.replace('.', ""))
+        };
+        scenario(&server, kubectl, &ns);
+    }
+    // Namespace deletion removes its contents.
+    let kubectl = &versions[0].1;
+    let out = server.ok(kubectl, &["delete", "namespace", "demo", "--wait=true"]);
+    assert!(out.contains("namespace \"demo\" deleted"), "{out}");
+    let err = server.fails(kubectl, KubeconfigFile::Admin, &["get", "ns", "demo"]);
+    assert!(err.contains("not found"), "{err}");
+}
