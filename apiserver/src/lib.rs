@@ -21,3 +21,4 @@ pub mod registry;
 pub mod resources;
 pub mod server;
 pub mod storage;
+pub mod validation;

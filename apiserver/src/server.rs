@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::auth::{PublicKeySet, ServiceAccountVerifier};
 use crate::http::{HealthCheck, ServerConfig, TlsFiles, load_tls_config, serve};
 use crate::registry::bootstrap::MasterService;
-use crate::registry::{Admission, NoAdmission, Registry, RegistryOptions};
+use crate::registry::{Admission, KubernetesAdmission, Registry, RegistryOptions};
 use crate::storage::{EtcdConfig, EtcdStorage, Storage};
 
 /// kube-apiserver's flags, as far as Cairn implements them.
@@ -171,7 +171,7 @@ impl Prepared {
 
 /// Connects, seeds and binds (see the module doc).
 pub async fn prepare(options: &ApiServerOptions) -> Result<Prepared, StartError> {
-    prepare_with(options, Arc::new(NoAdmission)).await
+    prepare_with(options, Arc::new(KubernetesAdmission)).await
 }
 
 /// [`prepare`] with the given defaulting and validation.

@@ -36,6 +36,7 @@
 //! the registry calls [`Admission::default_object`] and
 //! [`Admission::validate_object`] on every create and update (and on the
 //! result of every patch), after the schema-based strict field check.
+//! [`KubernetesAdmission`] (the default) runs [`crate::validation`];
 //! [`NoAdmission`] accepts everything.
 
 use std::sync::Arc;
@@ -86,6 +87,32 @@ pub struct NoAdmission;
 
 impl Admission for NoAdmission {}
 
+/// Kubernetes' defaulting and validation per kind ([`crate::validation`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KubernetesAdmission;
+
+impl Admission for KubernetesAdmission {
+    fn default_object(&self, gvk: &GroupVersionKind, object: &mut Value) {
+        crate::validation::default_object(gvk, object);
+    }
+
+    fn validate_object(
+        &self,
+        gvk: &GroupVersionKind,
+        object: &Value,
+        old: Option<&Value>,
+    ) -> Vec<StatusCause> {
+        crate::validation::validate_object(gvk, object, old)
+            .into_iter()
+            .map(|e| StatusCause {
+                reason: e.reason.as_str().to_owned(),
+                message: e.message,
+                field: e.field,
+            })
+            .collect()
+    }
+}
+
 /// Errors building the registry.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -112,7 +139,7 @@ impl Default for RegistryOptions {
             prefix: "/registry".to_owned(),
             resources: crate::resources::builtin_resources(),
             service_accounts: None,
-            admission: Arc::new(NoAdmission),
+            admission: Arc::new(KubernetesAdmission),
         }
     }
 }
