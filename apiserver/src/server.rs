@@ -2,7 +2,8 @@
 //!
 //! [`ApiServerOptions`] mirrors kube-apiserver's flags. [`prepare`]
 //! connects to etcd, builds the [`Registry`], seeds the bootstrap objects,
-//! loads TLS and binds the secure port; [`Prepared::serve`] then serves
+//! restores the Service ClusterIP and NodePort allocations, loads TLS and
+//! binds the secure port; [`Prepared::serve`] then serves
 //! until the shutdown future resolves, with a background probe of etcd
 //! feeding `/readyz` (and the 503s of resource requests while it fails).
 //! Every error names the flag it comes from.
@@ -183,6 +184,10 @@ pub async fn prepare_with(
         .map_err(|e| flag("--service-cluster-ip-range", e))?;
     parse_port_range(&options.service_node_port_range)
         .map_err(|e| flag("--service-node-port-range", e))?;
+    crate::validation::ClusterIpAllocator::new(&options.service_cluster_ip_range)
+        .map_err(|e| flag("--service-cluster-ip-range", e))?;
+    crate::validation::NodePortAllocator::new(&options.service_node_port_range)
+        .map_err(|e| flag("--service-node-port-range", e))?;
     if !options.etcd_prefix.starts_with('/') {
         return Err(flag("--etcd-prefix", "must start with '/'"));
     }
@@ -222,6 +227,8 @@ pub async fn prepare_with(
                 prefix: options.etcd_prefix.clone(),
                 service_accounts,
                 admission,
+                service_cluster_ip_range: options.service_cluster_ip_range.clone(),
+                service_node_port_range: options.service_node_port_range.clone(),
                 ..RegistryOptions::default()
             },
         )
@@ -235,6 +242,10 @@ pub async fn prepare_with(
         }))
         .await
         .map_err(|e| flag("--etcd-servers", format!("seeding bootstrap objects: {e}")))?;
+    registry
+        .restore_service_allocations()
+        .await
+        .map_err(|e| flag("--etcd-servers", format!("reading Services: {e}")))?;
 
     let mut config = ServerConfig::new(tls);
     let healthy = registry.health_flag();

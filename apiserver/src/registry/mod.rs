@@ -14,7 +14,8 @@
 //! 3. authorization ([`RbacAuthorizer`] over roles and bindings read from
 //!    storage; `system:masters` always passes): 403 with kube's wording
 //!    (`pods is forbidden: User "x" cannot list resource "pods" in API
-//!    group "" in the namespace "default"`);
+//!    group "" in the namespace "default"`), or 503 when the roles and
+//!    bindings could not be read because storage is down;
 //! 4. the verb, in [`objects`] (get, list, watch, create, update, patch,
 //!    delete, deletecollection, the status and scale subresources) or
 //!    [`reviews`] (access reviews, SelfSubjectReview, TokenReview).
@@ -38,6 +39,15 @@
 //! result of every patch), after the schema-based strict field check.
 //! [`KubernetesAdmission`] (the default) runs [`crate::validation`];
 //! [`NoAdmission`] accepts everything.
+//!
+//! # Services and Jobs
+//!
+//! Service writes allocate ClusterIPs and nodePorts through
+//! [`ServiceAllocators`] (see [`services`]): allocation and the storage
+//! write happen under one lock, a conflict with a given value is a 422
+//! naming the field, deletes and type changes release. A created Job
+//! gets its generated selector and labels
+//! ([`crate::validation::prepare_job_selector`]) before validation.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,8 +67,10 @@ pub mod bootstrap;
 pub mod fields;
 pub mod objects;
 pub mod reviews;
+pub mod services;
 pub mod sources;
 
+pub use services::ServiceAllocators;
 pub use sources::StorageSource;
 
 /// Per-kind defaulting and validation, called on every write.
@@ -120,6 +132,8 @@ pub enum RegistryError {
     OpenApi(#[from] OpenApiError),
     #[error("seeding storage: {0}")]
     Seed(#[from] StorageError),
+    #[error("service ranges: {0}")]
+    ServiceRange(#[from] crate::validation::AllocationError),
 }
 
 /// How the registry is set up.
@@ -131,6 +145,10 @@ pub struct RegistryOptions {
     /// Verifies service-account tokens (`--service-account-key-file`).
     pub service_accounts: Option<ServiceAccountVerifier>,
     pub admission: Arc<dyn Admission>,
+    /// `--service-cluster-ip-range`.
+    pub service_cluster_ip_range: String,
+    /// `--service-node-port-range`.
+    pub service_node_port_range: String,
 }
 
 impl Default for RegistryOptions {
@@ -140,6 +158,8 @@ impl Default for RegistryOptions {
             resources: crate::resources::builtin_resources(),
             service_accounts: None,
             admission: Arc::new(KubernetesAdmission),
+            service_cluster_ip_range: "10.96.0.0/12".to_owned(),
+            service_node_port_range: "30000-32767".to_owned(),
         }
     }
 }
@@ -154,6 +174,7 @@ pub struct Registry {
     pub(crate) authenticator: Authenticator,
     pub(crate) authorizer: RbacAuthorizer,
     pub(crate) admission: Arc<dyn Admission>,
+    pub(crate) services: ServiceAllocators,
     healthy: Arc<AtomicBool>,
 }
 
@@ -171,6 +192,10 @@ impl Registry {
         let definitions = Definitions::embedded()?;
         let openapi = OpenApiDocuments::new(definitions, &options.resources)?;
         let prefix = options.prefix.trim_end_matches('/').to_owned();
+        let services = ServiceAllocators::new(
+            &options.service_cluster_ip_range,
+            &options.service_node_port_range,
+        )?;
         let source = Arc::new(StorageSource::new(storage.clone(), &prefix));
         let mut authenticator = Authenticator::new().with_bootstrap_tokens(source.clone());
         if let Some(verifier) = options.service_accounts {
@@ -186,8 +211,14 @@ impl Registry {
             authenticator,
             authorizer: RbacAuthorizer::new(source),
             admission: options.admission,
+            services,
             healthy: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// The ClusterIP and NodePort allocators ([`services`]).
+    pub fn service_allocators(&self) -> &ServiceAllocators {
+        &self.services
     }
 
     /// The flag the health monitor sets; `/readyz` reads it.
@@ -286,6 +317,15 @@ impl Registry {
         let decision = self.authorizer.authorize(&attrs).await;
         if decision.allowed {
             return Ok(());
+        }
+        // Roles and bindings that could not be read: when storage is down
+        // the answer is 503, not a 403 the client would trust.
+        if let Some(error) = &decision.evaluation_error
+            && self.storage.health().await.is_err()
+        {
+            self.healthy.store(false, Ordering::Relaxed);
+            tracing::warn!(%error, "authorization could not read RBAC objects");
+            return Err(ApiError::service_unavailable("storage is unavailable"));
         }
         Err(forbidden(&attrs))
     }

@@ -50,6 +50,28 @@ const CONFLICT_RETRIES: usize = 8;
 pub const CONFLICT_MESSAGE: &str =
     "the object has been modified; please apply your changes to the latest version and try again";
 
+/// A failed write: refused before storage (allocation) or by storage.
+#[derive(Debug)]
+enum CommitError {
+    Api(ApiError),
+    Storage(StorageError),
+}
+
+impl From<ApiError> for CommitError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl CommitError {
+    fn into_api(self, op: &Op<'_>, name: &str) -> ApiError {
+        match self {
+            Self::Api(e) => e,
+            Self::Storage(e) => op.err(name, e),
+        }
+    }
+}
+
 /// Which part of an object an update may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
@@ -355,26 +377,89 @@ impl Op<'_> {
         if desc.namespaced {
             self.require_namespace().await?;
         }
-        self.admit(&mut object, None)?;
-        if self.query.dry_run {
-            return Ok(ApiResponse::Object {
-                status: 201,
-                object,
-            });
+        if desc.group == "batch" && desc.kind == "Job" {
+            let uid = meta_str(&object, "uid").unwrap_or_default().to_owned();
+            crate::validation::prepare_job_selector(&mut object, &uid);
         }
-        let key = self.key(&name);
+        self.admit(&mut object, None)?;
+        let object = if self.is_service() {
+            let name = &name;
+            self.registry
+                .services
+                .write(
+                    &desc.kind,
+                    None,
+                    Some(object),
+                    self.query.dry_run,
+                    |new| async move {
+                        let object = self.store_new(name, new.unwrap_or(Value::Null)).await?;
+                        Ok::<_, ApiError>((object.clone(), Some(object)))
+                    },
+                )
+                .await?
+        } else {
+            self.store_new(&name, object).await?
+        };
+        Ok(ApiResponse::Object {
+            status: 201,
+            object,
+        })
+    }
+
+    /// The storage write of a create (none on a dry run).
+    async fn store_new(&self, name: &str, mut object: Value) -> Result<Value, ApiError> {
+        if self.query.dry_run {
+            return Ok(object);
+        }
+        let key = self.key(name);
         let revision = self
             .registry
             .storage
             .create(&key, encode(&object)?)
             .await
-            .map_err(|e| self.err(&name, e))?;
+            .map_err(|e| self.err(name, e))?;
         metadata_mut(&mut object).insert("resourceVersion".into(), json!(revision.to_string()));
         tracing::debug!(%key, revision, "created");
-        Ok(ApiResponse::Object {
-            status: 201,
-            object,
-        })
+        Ok(object)
+    }
+
+    fn is_service(&self) -> bool {
+        self.desc.group.is_empty() && self.desc.plural == "services"
+    }
+
+    /// [`Self::commit`], allocating and releasing Service addresses and
+    /// ports around it (`old` is the stored state).
+    async fn commit_allocating(
+        &self,
+        name: &str,
+        object: Value,
+        old: &Value,
+        expected: i64,
+    ) -> Result<Value, CommitError> {
+        if !self.is_service() {
+            return self
+                .commit(name, object, expected)
+                .await
+                .map_err(CommitError::Storage);
+        }
+        let deletes = meta_str(&object, "deletionTimestamp").is_some() && !has_finalizers(&object);
+        let (new, kept) = if deletes {
+            (None, Some(object))
+        } else {
+            (Some(object), None)
+        };
+        self.registry
+            .services
+            .write(&self.desc.kind, Some(old), new, false, |new| async move {
+                let object = new.or(kept).unwrap_or(Value::Null);
+                let written = self
+                    .commit(name, object, expected)
+                    .await
+                    .map_err(CommitError::Storage)?;
+                let stays = (!deletes).then(|| written.clone());
+                Ok((written, stays))
+            })
+            .await
     }
 
     fn check_kind(&self, object: &Value) -> Result<(), ApiError> {
@@ -487,6 +572,10 @@ impl Op<'_> {
             return Ok(result);
         }
         self.check_kind(&new)?;
+        if self.is_service() {
+            crate::validation::carry_over_service_allocations(&mut new, old);
+            super::services::drop_type_dependent_fields(&mut new, old);
+        }
         let new_map = object_mut(&mut new);
         new_map.insert("kind".into(), json!(self.desc.kind));
         new_map.insert("apiVersion".into(), json!(self.desc.group_version()));
@@ -589,9 +678,9 @@ impl Op<'_> {
             return Ok(ok(object));
         }
         let object = self
-            .commit(name, object, expected)
+            .commit_allocating(name, object, &current, expected)
             .await
-            .map_err(|e| self.err(name, e))?;
+            .map_err(|e| e.into_api(self, name))?;
         Ok(ok(object))
     }
 
@@ -653,10 +742,13 @@ impl Op<'_> {
             if self.query.dry_run {
                 return Ok(ok(object));
             }
-            match self.commit(name, object, kv.mod_revision).await {
+            match self
+                .commit_allocating(name, object, &current, kv.mod_revision)
+                .await
+            {
                 Ok(object) => return Ok(ok(object)),
-                Err(e) if e.is_conflict() => continue,
-                Err(e) => return Err(self.err(name, e)),
+                Err(CommitError::Storage(e)) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into_api(self, name)),
             }
         }
         Err(ApiError::conflict(
@@ -837,22 +929,40 @@ impl Op<'_> {
             if self.query.dry_run {
                 return Ok(ok(self.deleted_status(&current)));
             }
-            match self
-                .registry
-                .storage
-                .delete(&kv.key, Some(kv.mod_revision))
-                .await
-            {
+            let removed = if self.is_service() {
+                self.registry
+                    .services
+                    .write(&self.desc.kind, Some(&current), None, false, |_| async {
+                        let deleted = self
+                            .registry
+                            .storage
+                            .delete(&kv.key, Some(kv.mod_revision))
+                            .await
+                            .map_err(CommitError::Storage)?;
+                        Ok((deleted, None))
+                    })
+                    .await
+            } else {
+                self.registry
+                    .storage
+                    .delete(&kv.key, Some(kv.mod_revision))
+                    .await
+                    .map_err(CommitError::Storage)
+            };
+            match removed {
                 Ok(_) => return Ok(ok(self.deleted_status(&current))),
-                Err(e) if e.is_conflict() => continue,
-                Err(e) if e.is_not_found() => {
-                    return Err(ApiError::not_found(
-                        &self.desc.group,
-                        &self.desc.plural,
-                        name,
-                    ));
-                }
-                Err(e) => return Err(self.err(name, e)),
+                Err(CommitError::Api(e)) => return Err(e),
+                Err(CommitError::Storage(e)) => match e {
+                    e if e.is_conflict() => continue,
+                    e if e.is_not_found() => {
+                        return Err(ApiError::not_found(
+                            &self.desc.group,
+                            &self.desc.plural,
+                            name,
+                        ));
+                    }
+                    e => return Err(self.err(name, e)),
+                },
             }
         }
         Err(ApiError::conflict(
@@ -874,8 +984,14 @@ impl Op<'_> {
                     .list(&prefix, options.clone())
                     .await
                     .map_err(|e| storage_error(desc, name, e))?;
+                let is_service = desc.group.is_empty() && desc.plural == "services";
                 for kv in &page.items {
                     match storage.delete(&kv.key, None).await {
+                        Ok(_) if is_service => {
+                            if let Ok(service) = decode(kv) {
+                                self.registry.services.release(&service).await;
+                            }
+                        }
                         Ok(_) => {}
                         Err(e) if e.is_not_found() => {}
                         Err(e) => return Err(storage_error(desc, name, e)),

@@ -1,0 +1,726 @@
+//! Service ClusterIP/NodePort allocation and the apiserver's failure
+//! answers, end to end: a real etcd (TLS) and the `control-plane
+//! apiserver` binary on loopback with a small service range
+//! (`10.97.0.0/24`, nodePorts `30000-30999`), driven by kubectl (the first
+//! of `kubectl.1.33`, `kubectl.1.27`, `kubectl` found) and by curl with the
+//! admin's client certificate for raw HTTP status codes.
+//!
+//! Covered: allocated ClusterIPs inside the range (the `kubernetes`
+//! Service holds the first address), fixed nodePort and ClusterIP
+//! conflicts (422 with Kubernetes' message), release on delete and on a
+//! type change, carry-over on replace, the allocations surviving an
+//! apiserver restart, generated Job selectors; malformed body (400), body
+//! over 3 MiB (413), unknown resource (404), invalid object (422 naming
+//! the field), a watch from a compacted resourceVersion (ERROR event with
+//! a 410 Expired Status); etcd stopped (`/readyz` failing, 503s) and back
+//! (service resumes, nothing lost or half written).
+
+#[path = "../../apiserver/tests/storage_common/etcd_fixture.rs"]
+#[allow(dead_code)]
+mod etcd_fixture;
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_apiserver::storage::Storage as _;
+use cairn_pki::kubeconfig::Kubeconfig;
+use cairn_pki::{ClusterPkiSpec, KubeconfigFile, PkiPaths};
+use etcd_fixture::EtcdFixture;
+use serde_json::{Value, json};
+
+const SERVICE_CIDR: &str = "10.97.0.0/24";
+const NODE_PORTS: &str = "30000-30999";
+
+struct Apiserver {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+    pki: PkiPaths,
+    kubeconfig: PathBuf,
+    etcd_endpoint: String,
+    etcd_pki: PathBuf,
+    kubectl: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn kubectl_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    for version in ["1.33", "1.27"] {
+        for dir in &dirs {
+            if let Ok(real) = std::fs::canonicalize(dir.join("kubectl"))
+                && let Some(parent) = real.parent()
+            {
+                let versioned = parent.join(format!("kubectl.{version}"));
+                if versioned.is_file() {
+                    return Some(versioned);
+                }
+            }
+        }
+    }
+    dirs.iter().map(|d| d.join("kubectl")).find(|p| p.is_file())
+}
+
+impl Apiserver {
+    fn start(etcd: &EtcdFixture, kubectl: PathBuf) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = ClusterPkiSpec::new(
+            "cp-1".parse().expect("node name"),
+            "127.0.0.1".parse().expect("ip"),
+        );
+        let kubeconfigs = dir.path().join("kube");
+        let pki = PkiPaths::new(dir.path().join("pki"), Some(kubeconfigs.clone()));
+        cairn_pki::generate(&spec, &pki, time::OffsetDateTime::now_utc()).expect("generate PKI");
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            kubeconfig: kubeconfigs.join("local-admin.conf"),
+            pki,
+            dir,
+            etcd_endpoint: etcd.endpoint(),
+            etcd_pki: etcd.pki(),
+            kubectl,
+        };
+        server.write_kubeconfig_and_client_files();
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("apiserver.log"))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_control-plane"))
+            .arg("apiserver")
+            .args(["--etcd-servers", &self.etcd_endpoint])
+            .arg("--etcd-cafile")
+            .arg(self.etcd_pki.join("etcd/ca.crt"))
+            .arg("--etcd-certfile")
+            .arg(self.etcd_pki.join("apiserver-etcd-client.crt"))
+            .arg("--etcd-keyfile")
+            .arg(self.etcd_pki.join("apiserver-etcd-client.key"))
+            .arg("--tls-cert-file")
+            .arg(self.pki.cert("apiserver"))
+            .arg("--tls-private-key-file")
+            .arg(self.pki.key("apiserver"))
+            .arg("--client-ca-file")
+            .arg(self.pki.cert("ca"))
+            .args(["--service-cluster-ip-range", SERVICE_CIDR])
+            .args(["--service-node-port-range", NODE_PORTS])
+            .args(["--secure-port", &self.port.to_string()])
+            .args(["--bind-address", "127.0.0.1"])
+            .args(["--advertise-address", "127.0.0.1"])
+            .env("RUST_LOG", "info,cairn_apiserver=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start control-plane apiserver");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(40);
+        format!("--- apiserver log tail ---\n{}", lines[start..].join("\n"))
+    }
+
+    /// The admin kubeconfig pointed at this port, and its client
+    /// certificate and key as files for curl.
+    fn write_kubeconfig_and_client_files(&self) {
+        let path = self.pki.kubeconfig(KubeconfigFile::Admin).expect("path");
+        let text = std::fs::read_to_string(&path).expect("admin.conf");
+        let rewritten: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let trimmed = line.trim_start();
+                if trimmed.starts_with("server:") {
+                    let indent = &line[..line.len() - trimmed.len()];
+                    format!("{indent}server: https://127.0.0.1:{}", self.port)
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        std::fs::write(&self.kubeconfig, rewritten.join("\n")).expect("write kubeconfig");
+        let creds = Kubeconfig::parse(&text)
+            .expect("parse admin.conf")
+            .current_credentials()
+            .expect("admin credentials");
+        std::fs::write(self.client_file("crt"), creds.client_cert_pem).expect("write cert");
+        std::fs::write(self.client_file("key"), creds.client_key_pem).expect("write key");
+    }
+
+    fn client_file(&self, ext: &str) -> PathBuf {
+        self.dir.path().join(format!("admin.{ext}"))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(["--request-timeout", "30s"])
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("run kubectl")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed ({}):\n{}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {} unexpectedly succeeded:\n{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn apply(&self, name: &str, object: &Value) -> String {
+        let path = self.write(name, &object.to_string());
+        self.ok(&["apply", "-f", path.to_str().expect("path")])
+    }
+
+    fn create_fails(&self, name: &str, object: &Value) -> String {
+        let path = self.write(name, &object.to_string());
+        self.fails(&["create", "-f", path.to_str().expect("path")])
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    /// curl as the admin: (HTTP status, body).
+    fn curl(&self, method: &str, path: &str, body: Option<&Path>) -> (u16, String) {
+        let mut command = Command::new("curl");
+        command
+            .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+            .args(["-X", method])
+            .arg("--cacert")
+            .arg(self.pki.cert("ca"))
+            .arg("--cert")
+            .arg(self.client_file("crt"))
+            .arg("--key")
+            .arg(self.client_file("key"));
+        if let Some(body) = body {
+            command
+                .args(["-H", "Content-Type: application/json", "--data-binary"])
+                .arg(format!("@{}", body.display()));
+        }
+        let out = command.arg(self.url(path)).output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("apiserver exited with {status}\n{}", self.log_tail());
+            }
+            let (code, body) = self.curl("GET", "/readyz", None);
+            if code == 200 && body == "ok" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "apiserver not ready ({code} {body})\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Apiserver {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+    }
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn service(name: &str, ty: &str, spec: Value) -> Value {
+    let mut object = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"type": ty, "selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 80}]},
+    });
+    if let (Some(base), Some(extra)) = (object["spec"].as_object_mut(), spec.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    object
+}
+
+fn in_range(ip: &str) -> bool {
+    let ip: IpAddr = ip.parse().unwrap_or_else(|e| panic!("{ip:?}: {e}"));
+    matches!(ip, IpAddr::V4(v4) if v4.octets()[..3] == [10, 97, 0])
+}
+
+fn get_json(server: &Apiserver, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    json_of(&server.ok(&all))
+}
+
+const PORT_TAKEN: &str =
+    "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated";
+
+fn services(server: &mut Apiserver) {
+    // The kubernetes Service holds the first address.
+    let ip = server.ok(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert_eq!(ip, "10.97.0.1");
+
+    // An allocated ClusterIP inside the range, shown by `kubectl get svc`.
+    server.apply("a.json", &service("a", "ClusterIP", json!({})));
+    let table = server.ok(&["get", "svc", "a", "-n", "default"]);
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..2], ["a", "ClusterIP"], "{table}");
+    assert!(in_range(row[2]) && row[2] != "10.97.0.1", "{table}");
+
+    // Fixed nodePort: the second Service asking for it is refused.
+    let np1 = service(
+        "np1",
+        "NodePort",
+        json!({"ports": [{"name": "http", "port": 80, "targetPort": 80, "nodePort": 30080}]}),
+    );
+    server.apply("np1.json", &np1);
+    let np2 = service(
+        "np2",
+        "NodePort",
+        json!({"ports": [{"name": "http", "port": 80, "targetPort": 80, "nodePort": 30080}]}),
+    );
+    let err = server.create_fails("np2.json", &np2);
+    assert!(
+        err.contains(&format!("Service \"np2\" is invalid: {PORT_TAKEN}")),
+        "{err}"
+    );
+
+    // A dynamic nodePort comes from the range.
+    server.apply("dyn.json", &service("dyn", "NodePort", json!({})));
+    let dyn_svc = get_json(server, &["svc", "dyn", "-n", "default"]);
+    let port = dyn_svc["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .expect("nodePort");
+    assert!(
+        (30000..=30999).contains(&port) && port != 30080,
+        "{dyn_svc}"
+    );
+    assert!(
+        in_range(dyn_svc["spec"]["clusterIP"].as_str().expect("ip")),
+        "{dyn_svc}"
+    );
+
+    // A fixed ClusterIP, then the same one again.
+    server.apply(
+        "ip1.json",
+        &service("ip1", "ClusterIP", json!({"clusterIP": "10.97.0.50"})),
+    );
+    let err = server.create_fails(
+        "ip2.json",
+        &service("ip2", "ClusterIP", json!({"clusterIP": "10.97.0.50"})),
+    );
+    assert!(
+        err.contains(
+            "spec.clusterIPs: Invalid value: [\"10.97.0.50\"]: failed to allocate IP 10.97.0.50: provided IP is already allocated"
+        ),
+        "{err}"
+    );
+    // Headless stays headless.
+    server.apply(
+        "headless.json",
+        &service("headless", "ClusterIP", json!({"clusterIP": "None"})),
+    );
+    let ip = server.ok(&[
+        "get",
+        "svc",
+        "headless",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert_eq!(ip, "None");
+
+    // Replace with the original manifest keeps what was allocated.
+    let before = get_json(server, &["svc", "dyn", "-n", "default"]);
+    let path = server.write(
+        "dyn-replace.json",
+        &service("dyn", "NodePort", json!({})).to_string(),
+    );
+    server.ok(&["replace", "-f", path.to_str().expect("path")]);
+    let after = get_json(server, &["svc", "dyn", "-n", "default"]);
+    assert_eq!(before["spec"]["clusterIP"], after["spec"]["clusterIP"]);
+    assert_eq!(
+        before["spec"]["ports"][0]["nodePort"],
+        after["spec"]["ports"][0]["nodePort"]
+    );
+
+    // Delete releases the ClusterIP; a type change releases the nodePort.
+    server.ok(&["delete", "svc", "ip1", "-n", "default"]);
+    server.apply(
+        "ip2.json",
+        &service("ip2", "ClusterIP", json!({"clusterIP": "10.97.0.50"})),
+    );
+    server.ok(&[
+        "patch",
+        "svc",
+        "np1",
+        "-n",
+        "default",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP"}}"#,
+    ]);
+    let np1_now = get_json(server, &["svc", "np1", "-n", "default"]);
+    assert!(
+        np1_now["spec"]["ports"][0].get("nodePort").is_none(),
+        "{np1_now}"
+    );
+    server.apply("np2.json", &np2);
+
+    // The allocations survive a restart: they are read back from etcd.
+    server.stop();
+    server.spawn();
+    server.wait_ready();
+    let err = server.create_fails(
+        "np3.json",
+        &service(
+            "np3",
+            "NodePort",
+            json!({"ports": [{"name": "http", "port": 80, "targetPort": 80, "nodePort": 30080}]}),
+        ),
+    );
+    assert!(err.contains(PORT_TAKEN), "{err}");
+    let err = server.create_fails(
+        "ip3.json",
+        &service("ip3", "ClusterIP", json!({"clusterIP": "10.97.0.50"})),
+    );
+    assert!(
+        err.contains("failed to allocate IP 10.97.0.50: provided IP is already allocated"),
+        "{err}"
+    );
+    server.apply("b.json", &service("b", "ClusterIP", json!({})));
+    let ips: Vec<String> = ["a", "b", "dyn", "np1", "np2", "ip2", "kubernetes"]
+        .iter()
+        .map(|n| {
+            server.ok(&[
+                "get",
+                "svc",
+                n,
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ])
+        })
+        .collect();
+    let mut unique = ips.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ips.len(), "duplicate ClusterIPs: {ips:?}");
+
+    // A Job gets its generated selector.
+    let job = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "pi", "namespace": "default"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "pi", "image": "busybox:1.36", "command": ["true"]}]}}},
+    });
+    server.apply("job.json", &job);
+    let job = get_json(server, &["job", "pi", "-n", "default"]);
+    let uid = job["metadata"]["uid"].as_str().expect("uid");
+    assert_eq!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], uid,
+        "{job}"
+    );
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["labels"]["job-name"], "pi",
+        "{job}"
+    );
+}
+
+fn bad_requests(server: &Apiserver) {
+    let cms = "/api/v1/namespaces/default/configmaps";
+    // Malformed JSON: 400.
+    let path = server.write("malformed.json", "{\"apiVersion\": \"v1\", \"kind\": ");
+    let (code, body) = server.curl("POST", cms, Some(&path));
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(json_of(&body)["reason"], "BadRequest", "{body}");
+    // Over 3 MiB: 413.
+    let big = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "big"},
+        "data": {"blob": "x".repeat(3 * 1024 * 1024 + 1024)},
+    });
+    let path = server.write("big.json", &big.to_string());
+    let (code, body) = server.curl("POST", cms, Some(&path));
+    assert_eq!(code, 413, "{body}");
+    // Unknown resource: 404.
+    let (code, body) = server.curl("GET", "/api/v1/namespaces/default/widgets", None);
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = server.curl("GET", "/apis/example.com/v1/widgets", None);
+    assert_eq!(code, 404, "{body}");
+    // Invalid object: 422 naming the field.
+    let bad = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "Bad_Name"},
+        "data": {"k": "v"},
+    });
+    let path = server.write("invalid.json", &bad.to_string());
+    let (code, body) = server.curl("POST", cms, Some(&path));
+    assert_eq!(code, 422, "{body}");
+    let status = json_of(&body);
+    assert_eq!(status["reason"], "Invalid", "{body}");
+    assert!(
+        status["details"]["causes"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["field"] == "metadata.name")),
+        "{body}"
+    );
+    assert!(
+        status["message"].as_str().is_some_and(|m| m.starts_with(
+            "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""
+        )),
+        "{body}"
+    );
+    // An invalid Service (kubectl): 422 naming the field.
+    let err = server.create_fails(
+        "badport.json",
+        &service(
+            "badport",
+            "ClusterIP",
+            json!({"ports": [{"name": "http", "port": 0}]}),
+        ),
+    );
+    assert!(err.contains("spec.ports[0].port"), "{err}");
+}
+
+fn compacted_watch(server: &Apiserver, runtime: &tokio::runtime::Runtime, etcd: &EtcdFixture) {
+    server.apply(
+        "w.json",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "w", "namespace": "default"}, "data": {"n": "0"}}),
+    );
+    let first = get_json(server, &["cm", "w", "-n", "default"]);
+    let rv = first["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
+    for n in 1..=3 {
+        server.ok(&[
+            "patch",
+            "cm",
+            "w",
+            "-n",
+            "default",
+            "-p",
+            &format!(r#"{{"data":{{"n":"{n}"}}}}"#),
+        ]);
+    }
+    runtime.block_on(async {
+        let storage = etcd.storage().await;
+        let current = storage.current_revision().await.expect("revision");
+        storage.compact(current).await.expect("compact");
+    });
+    let (code, body) = server.curl(
+        "GET",
+        &format!(
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=5"
+        ),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let event = body
+        .lines()
+        .map(json_of)
+        .find(|e| e["type"] == "ERROR")
+        .unwrap_or_else(|| panic!("no ERROR event in {body}"));
+    assert_eq!(event["object"]["kind"], "Status", "{event}");
+    assert_eq!(event["object"]["code"], 410, "{event}");
+    assert_eq!(event["object"]["reason"], "Expired", "{event}");
+    // The same through kubectl.
+    let out = server.ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=3"
+        ),
+    ]);
+    let event = json_of(out.lines().next().expect("an event"));
+    assert_eq!(event["type"], "ERROR", "{out}");
+    assert_eq!(event["object"]["code"], 410, "{out}");
+}
+
+fn etcd_outage(server: &Apiserver, runtime: &tokio::runtime::Runtime, etcd: &mut EtcdFixture) {
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let object = |name: &str, n: usize| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default"},
+            "data": {"payload": "p".repeat(n)}})
+    };
+    server.apply("before.json", &object("before", 1000));
+    let before = get_json(server, &["cm", "before", "-n", "default"]);
+
+    etcd.stop();
+    // Writes right after the crash, before the health probe notices:
+    // refused, or landed whole (checked once etcd is back).
+    let racing: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            server.write(
+                &format!("race{i}.json"),
+                &object(&format!("race{i}"), 2000).to_string(),
+            )
+        })
+        .collect();
+    for path in &racing {
+        let (code, body) = server.curl("POST", cms, Some(path));
+        assert!(matches!(code, 201 | 503 | 504), "{code} {body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = server.curl("GET", "/readyz", None);
+        if code != 200 {
+            assert!(body.contains("etcd"), "{code} {body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "readyz stayed ok: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, body) = server.curl("GET", cms, None);
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(json_of(&body)["reason"], "ServiceUnavailable", "{body}");
+    let path = server.write("during.json", &object("during", 10).to_string());
+    let (code, body) = server.curl("POST", cms, Some(&path));
+    assert_eq!(code, 503, "{body}");
+    let out = server.kubectl(&["get", "--raw", "/readyz"]);
+    assert!(!out.status.success());
+
+    runtime.block_on(etcd.restart());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, body) = server.curl("GET", "/readyz", None);
+        if code == 200 && body == "ok" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readyz not ok after etcd came back: {code} {body}\n{}",
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Nothing lost, nothing half written.
+    let again = get_json(server, &["cm", "before", "-n", "default"]);
+    assert_eq!(before, again);
+    for i in 0..3 {
+        let name = format!("race{i}");
+        let (code, body) = server.curl("GET", &format!("{cms}/{name}"), None);
+        match code {
+            200 => assert_eq!(
+                json_of(&body)["data"]["payload"].as_str().map(str::len),
+                Some(2000),
+                "{body}"
+            ),
+            404 => {}
+            other => panic!("{name}: {other} {body}"),
+        }
+    }
+    let err = server.fails(&["get", "cm", "during", "-n", "default"]);
+    assert!(err.contains("not found"), "{err}");
+    // And writes work again.
+    server.apply("after.json", &object("after", 10));
+    let list = get_json(server, &["cm", "-n", "default"]);
+    assert!(
+        list["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().all(|i| i["metadata"]["uid"].is_string())),
+        "{list}"
+    );
+}
+
+#[test]
+fn service_allocation_and_failure_answers() {
+    let Some(kubectl) = kubectl_binary() else {
+        eprintln!("no kubectl on PATH; skipping");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut etcd = runtime.block_on(EtcdFixture::start());
+    let mut server = Apiserver::start(&etcd, kubectl);
+    server.wait_ready();
+    services(&mut server);
+    bad_requests(&server);
+    compacted_watch(&server, &runtime, &etcd);
+    etcd_outage(&server, &runtime, &mut etcd);
+}
