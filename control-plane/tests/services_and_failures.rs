@@ -485,6 +485,47 @@ fn services(server: &mut Apiserver) {
     unique.dedup();
     assert_eq!(unique.len(), ips.len(), "duplicate ClusterIPs: {ips:?}");
 
+    // Concurrent creates get distinct addresses and ports.
+    let paths: Vec<PathBuf> = (0..12)
+        .map(|i| {
+            let mut object = service(&format!("par{i}"), "NodePort", json!({}));
+            object["metadata"]
+                .as_object_mut()
+                .expect("metadata")
+                .remove("namespace");
+            server.write(&format!("par{i}.json"), &object.to_string())
+        })
+        .collect();
+    let created: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .iter()
+            .map(|path| {
+                let server = &*server;
+                scope.spawn(move || {
+                    server.curl("POST", "/api/v1/namespaces/default/services", Some(path))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut ips = std::collections::BTreeSet::new();
+    let mut ports = std::collections::BTreeSet::new();
+    for (code, body) in &created {
+        assert_eq!(*code, 201, "{body}");
+        let object = json_of(body);
+        ips.insert(object["spec"]["clusterIP"].as_str().expect("ip").to_owned());
+        ports.insert(
+            object["spec"]["ports"][0]["nodePort"]
+                .as_u64()
+                .expect("port"),
+        );
+    }
+    assert_eq!((ips.len(), ports.len()), (12, 12), "{ips:?} {ports:?}");
+    assert!(!ports.contains(&30080), "{ports:?}");
+
     // A Job gets its generated selector.
     let job = json!({
         "apiVersion": "batch/v1",
