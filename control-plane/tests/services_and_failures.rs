@@ -422,6 +422,26 @@ fn services(server: &mut Apiserver) {
         after["spec"]["ports"][0]["nodePort"]
     );
 
+    // A server-side dry run shows what would be allocated, and keeps nothing.
+    let dry = json_of(&server.ok(&[
+        "patch",
+        "svc",
+        "a",
+        "-n",
+        "default",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]));
+    let port = dry["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no nodePort in {dry}"));
+    assert!((30000..=30999).contains(&port), "{dry}");
+    let a = get_json(server, &["svc", "a", "-n", "default"]);
+    assert_eq!(a["spec"]["type"], "ClusterIP", "{a}");
+
     // Delete releases the ClusterIP; a type change releases the nodePort.
     server.ok(&["delete", "svc", "ip1", "-n", "default"]);
     server.apply(

@@ -423,6 +423,24 @@ impl Op<'_> {
         Ok(object)
     }
 
+    /// What a dry-run update of a Service would allocate (nothing is
+    /// kept).
+    async fn dry_run_allocations(&self, object: Value, old: &Value) -> Result<Value, ApiError> {
+        if !self.is_service() {
+            return Ok(object);
+        }
+        self.registry
+            .services
+            .write(
+                &self.desc.kind,
+                Some(old),
+                Some(object),
+                true,
+                |new| async { Ok::<_, ApiError>((new.unwrap_or(Value::Null), None)) },
+            )
+            .await
+    }
+
     fn is_service(&self) -> bool {
         self.desc.group.is_empty() && self.desc.plural == "services"
     }
@@ -675,7 +693,7 @@ impl Op<'_> {
         let mut object = self.prepare_update(&current, new, part)?;
         self.admit(&mut object, Some(&current))?;
         if self.query.dry_run {
-            return Ok(ok(object));
+            return Ok(ok(self.dry_run_allocations(object, &current).await?));
         }
         let object = self
             .commit_allocating(name, object, &current, expected)
@@ -740,7 +758,7 @@ impl Op<'_> {
             let mut object = self.prepare_update(&current, patched, part)?;
             self.admit(&mut object, Some(&current))?;
             if self.query.dry_run {
-                return Ok(ok(object));
+                return Ok(ok(self.dry_run_allocations(object, &current).await?));
             }
             match self
                 .commit_allocating(name, object, &current, kv.mod_revision)
