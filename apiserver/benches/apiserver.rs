@@ -181,6 +181,11 @@ fn row(name: &str, clients: usize, stats: &Stats, etcd: Option<&Stats>) {
     } else {
         String::new()
     };
+    let clients = if clients == 0 {
+        "open".to_owned()
+    } else {
+        clients.to_string()
+    };
     println!(
         "{:<38} {:>7} {:>6} {:>9.0} {:>9} {:>9} {:>9} | {:>9} {:>8} {:>8} | {:>6} {:>6}{errors}",
         name,

@@ -320,6 +320,12 @@ pub async fn serve<H: ApiHandler>(
                 }
             },
         };
+        // Responses go out as several small writes (h2 HEADERS then DATA);
+        // with Nagle's algorithm the second one waits for the client's
+        // delayed ACK, a 40 ms stall on loopback.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%remote_addr, error = %e, "TCP_NODELAY not set");
+        }
         let acceptor = acceptor.clone();
         let config = config.clone();
         let handler = handler.clone();
