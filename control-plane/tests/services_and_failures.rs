@@ -7,8 +7,8 @@
 //!
 //! Covered: allocated ClusterIPs inside the range (the `kubernetes`
 //! Service holds the first address), fixed nodePort and ClusterIP
-//! conflicts (422 with Kubernetes' message), release on delete and on a
-//! type change, carry-over on replace, the allocations surviving an
+//! conflicts (422 with Kubernetes' message), release on delete, on
+//! namespace deletion and on a type change, server-side dry runs, carry-over on replace, the allocations surviving an
 //! apiserver restart, generated Job selectors; malformed body (400), body
 //! over 3 MiB (413), unknown resource (404), invalid object (422 naming
 //! the field), a watch from a compacted resourceVersion (ERROR event with
@@ -504,6 +504,21 @@ fn services(server: &mut Apiserver) {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), ips.len(), "duplicate ClusterIPs: {ips:?}");
+
+    // Deleting a namespace releases what its Services held.
+    server.ok(&["create", "namespace", "scratch"]);
+    let mut scratch = service(
+        "held",
+        "NodePort",
+        json!({"clusterIP": "10.97.0.60",
+            "ports": [{"name": "http", "port": 80, "targetPort": 80, "nodePort": 30500}]}),
+    );
+    scratch["metadata"]["namespace"] = json!("scratch");
+    server.apply("scratch.json", &scratch);
+    scratch["metadata"]["namespace"] = json!("default");
+    server.create_fails("scratch-default.json", &scratch);
+    server.ok(&["delete", "namespace", "scratch", "--wait=true"]);
+    server.apply("scratch-default.json", &scratch);
 
     // Concurrent creates get distinct addresses and ports.
     let paths: Vec<PathBuf> = (0..12)

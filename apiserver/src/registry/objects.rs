@@ -23,6 +23,10 @@
 //! - **list**/**watch**: see [`list_objects`] and [`watch`].
 //! - **scale**: `autoscaling/v1` Scale views of `spec.replicas`.
 //!
+//! Service writes go through the ClusterIP and NodePort allocators
+//! ([`super::services`]) around the storage write; a created Job gets its
+//! generated selector before validation.
+//!
 //! `dryRun=All` runs everything except the storage write.
 
 use bytes::Bytes;
