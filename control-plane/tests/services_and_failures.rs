@@ -12,8 +12,9 @@
 //! apiserver restart, generated Job selectors; malformed body (400), body
 //! over 3 MiB (413), unknown resource (404), invalid object (422 naming
 //! the field), a watch from a compacted resourceVersion (ERROR event with
-//! a 410 Expired Status); etcd stopped (`/readyz` failing, 503s) and back
-//! (service resumes, nothing lost or half written).
+//! a 410 Expired Status); etcd hung (SIGSTOP) and stopped (`/readyz`
+//! failing, 503s) and back (service resumes, nothing lost or half
+//! written).
 
 #[path = "../../apiserver/tests/storage_common/etcd_fixture.rs"]
 #[allow(dead_code)]
@@ -781,6 +782,57 @@ fn etcd_outage(server: &Apiserver, runtime: &tokio::runtime::Runtime, etcd: &mut
     );
 }
 
+fn wait_readyz(server: &Apiserver, ok: bool, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (code, body) = server.curl("GET", "/readyz", None);
+        if (code == 200 && body == "ok") == ok {
+            if !ok {
+                assert!(body.contains("etcd"), "{code} {body}");
+            }
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readyz did not become {}: {code} {body}\n{}",
+            if ok { "ok" } else { "failing" },
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// etcd hangs (SIGSTOP) instead of dying: readiness fails, requests get
+/// 503, a write in flight lands whole or not at all once etcd continues.
+fn etcd_paused(server: &Apiserver, etcd: &EtcdFixture) {
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "inflight", "namespace": "default"},
+        "data": {"payload": "q".repeat(5000)}});
+    let path = server.write("inflight.json", &object.to_string());
+    etcd.signal("STOP");
+    let (code, body) = std::thread::scope(|scope| {
+        let inflight = scope.spawn(|| server.curl("POST", cms, Some(&path)));
+        wait_readyz(server, false, Duration::from_secs(30));
+        let (code, body) = server.curl("GET", cms, None);
+        assert_eq!(code, 503, "{body}");
+        etcd.signal("CONT");
+        inflight.join().expect("thread")
+    });
+    assert!(matches!(code, 201 | 503), "{code} {body}");
+    wait_readyz(server, true, Duration::from_secs(60));
+    let (get_code, got) = server.curl("GET", &format!("{cms}/inflight"), None);
+    match get_code {
+        200 => assert_eq!(
+            json_of(&got)["data"]["payload"].as_str().map(str::len),
+            Some(5000),
+            "{got}"
+        ),
+        404 => assert_eq!(code, 503, "created, then lost: {body}"),
+        other => panic!("{other} {got}"),
+    }
+}
+
 #[test]
 fn service_allocation_and_failure_answers() {
     let Some(kubectl) = kubectl_binary() else {
@@ -798,5 +850,6 @@ fn service_allocation_and_failure_answers() {
     services(&mut server);
     bad_requests(&server);
     compacted_watch(&server, &runtime, &etcd);
+    etcd_paused(&server, &etcd);
     etcd_outage(&server, &runtime, &mut etcd);
 }

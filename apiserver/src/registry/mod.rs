@@ -314,18 +314,22 @@ impl Registry {
         } else {
             Attributes::non_resource(user.clone(), verb.clone(), a.path.clone())
         };
-        let decision = self.authorizer.authorize(&attrs).await;
-        if decision.allowed {
-            return Ok(());
-        }
         // Roles and bindings that could not be read: when storage is down
-        // the answer is 503, not a 403 the client would trust.
-        if let Some(error) = &decision.evaluation_error
-            && self.storage.health().await.is_err()
-        {
-            self.healthy.store(false, Ordering::Relaxed);
-            tracing::warn!(%error, "authorization could not read RBAC objects");
-            return Err(ApiError::service_unavailable("storage is unavailable"));
+        // the answer is 503, not a 403 the client would trust; when it
+        // answers again, the decision is made once more.
+        for attempt in 0..2 {
+            let decision = self.authorizer.authorize(&attrs).await;
+            if decision.allowed {
+                return Ok(());
+            }
+            let Some(error) = &decision.evaluation_error else {
+                break;
+            };
+            tracing::warn!(%error, attempt, "authorization could not read RBAC objects");
+            if self.storage.health().await.is_err() {
+                self.healthy.store(false, Ordering::Relaxed);
+                return Err(ApiError::service_unavailable("storage is unavailable"));
+            }
         }
         Err(forbidden(&attrs))
     }
