@@ -13,6 +13,10 @@
 //! `--rate N` (open-loop writes/s), `--seconds S`, `--pods N`,
 //! `--watchers N`, `--events M`, `--ops N` (closed-loop operations per
 //! client count), `--clients 1,16,64`.
+//!
+//! Requests run as admin.conf's user (kubeadm:cluster-admins, so every
+//! request goes through RBAC); the "as system:masters" rows use
+//! super-admin.conf, which skips RBAC, to show its cost.
 
 #[path = "../tests/storage_common/etcd_fixture.rs"]
 #[allow(dead_code)]
@@ -211,8 +215,8 @@ struct Connector {
 }
 
 impl Connector {
-    fn new(pki: &PkiPaths, port: u16) -> Self {
-        let admin = pki.kubeconfig(KubeconfigFile::Admin).expect("admin path");
+    fn new(pki: &PkiPaths, port: u16, user: KubeconfigFile) -> Self {
+        let admin = pki.kubeconfig(user).expect("kubeconfig path");
         let text = std::fs::read_to_string(admin).expect("admin.conf");
         let creds = Kubeconfig::parse(&text)
             .expect("parse admin.conf")
@@ -652,7 +656,10 @@ async fn run(scale: Scale) {
     let server = tokio::spawn(prepared.serve(async move {
         let _ = stopped.await;
     }));
-    let connector = Connector::new(&pki, port);
+    // admin.conf's user is in kubeadm:cluster-admins (authorized through
+    // RBAC); super-admin.conf's is in system:masters (RBAC skipped).
+    let connector = Connector::new(&pki, port, KubeconfigFile::Admin);
+    let masters = Connector::new(&pki, port, KubeconfigFile::SuperAdmin);
     let admin = connector.connect().await;
     admin.ok("GET", "/readyz", None).await;
     for namespace in ["bench", "bench-open", "bench-pods"] {
@@ -747,6 +754,21 @@ async fn run(scale: Scale) {
         })
         .await;
         row("get configmap", clients, &api, Some(&raw));
+        let api = closed_loop(&masters, clients, scale.ops, move |client, i| async move {
+            let (status, _) = client
+                .send(
+                    "GET",
+                    &format!(
+                        "/api/v1/namespaces/bench/configmaps/c{first}-{:06}",
+                        (i * 7919) % created
+                    ),
+                    None,
+                )
+                .await;
+            status == 200
+        })
+        .await;
+        row("get configmap as system:masters", clients, &api, Some(&raw));
     }
 
     // Pods for the list: created with 64 clients (itself a measurement).
