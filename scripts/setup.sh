@@ -26,10 +26,13 @@ as_root() {
 #   protobuf-compiler, libprotobuf-dev
 #                           protoc and the well-known types for the etcd
 #                           gRPC client's build script
+#   python3-venv            a private virtualenv for the Python kubernetes
+#                           client the apiserver's client tests drive
 packages=(openssl ca-certificates gcc libc6-dev pkg-config git squashfs-tools
           qemu-system-x86 qemu-utils ovmf fdisk gdisk mtools dosfstools cpio
           binutils systemd-boot-efi containerd skopeo iproute2 dnsmasq-base
-          busybox-static etcd-server protobuf-compiler libprotobuf-dev)
+          busybox-static etcd-server protobuf-compiler libprotobuf-dev
+          python3-venv)
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -67,3 +70,14 @@ for component in rustfmt clippy; do
     fi
 done
 mkdir -p "${CAIRN_CACHE:-$HOME/.cache/cairn}"
+
+# The Python kubernetes client (PyPI), pinned, in a virtualenv under the
+# cache so the system Python is left alone; the apiserver's client tests
+# run their scripts with this venv's python.
+kubernetes_py_version=37.0.2
+venv="${CAIRN_CACHE:-$HOME/.cache/cairn}/python"
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes') != '$kubernetes_py_version')" >/dev/null 2>&1; then
+    log "installing the Python kubernetes client $kubernetes_py_version into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "kubernetes==$kubernetes_py_version"
+fi
