@@ -11,8 +11,10 @@
 //!    service-account JWTs): a presented but bad credential is 401;
 //! 2. readiness: while storage fails its health probe, resource requests
 //!    get 503 (and `/readyz` reports the `etcd` check failing);
-//! 3. authorization ([`RbacAuthorizer`] over roles and bindings read from
-//!    storage; `system:masters` always passes): 403 with kube's wording
+//! 3. authorization ([`RbacAuthorizer`] over roles and bindings held in
+//!    memory by [`CachedRbacSource`], listed at startup and kept current by
+//!    storage watches, read from storage while not in sync;
+//!    `system:masters` always passes): 403 with kube's wording
 //!    (`pods is forbidden: User "x" cannot list resource "pods" in API
 //!    group "" in the namespace "default"`), or 503 when the roles and
 //!    bindings could not be read because storage is down;
@@ -71,7 +73,7 @@ pub mod services;
 pub mod sources;
 
 pub use services::ServiceAllocators;
-pub use sources::StorageSource;
+pub use sources::{CachedRbacSource, StorageSource};
 
 /// Per-kind defaulting and validation, called on every write.
 pub trait Admission: Send + Sync + std::fmt::Debug {
@@ -209,7 +211,7 @@ impl Registry {
             definitions,
             openapi,
             authenticator,
-            authorizer: RbacAuthorizer::new(source),
+            authorizer: RbacAuthorizer::new(Arc::new(CachedRbacSource::new((*source).clone()))),
             admission: options.admission,
             services,
             healthy: Arc::new(AtomicBool::new(true)),

@@ -39,6 +39,7 @@ use super::fields::{
     selector_string, strict_message, unknown_fields,
 };
 use crate::http::request::{FieldValidation, QueryOptions};
+use crate::http::status::StatusCause;
 use crate::http::{
     ApiError, ApiResponse, BodyType, RequestContext, ResourceDescriptor, Verb, WatchEvent,
     WatchEventType,
@@ -117,10 +118,46 @@ pub(crate) async fn handle(
         (Verb::Patch, None) => op.patch(&name, ctx.body_type, &body, Part::Main).await,
         (Verb::Patch, Some("status")) => op.patch(&name, ctx.body_type, &body, Part::Status).await,
         (Verb::Patch, Some("scale")) => op.patch_scale(&name, ctx.body_type, &body).await,
+        (Verb::Create, Some("binding")) if op.is_pod() => {
+            op.bind(&name, parse_body(ctx, &body)?).await
+        }
         (Verb::Delete, None) => op.delete(&name).await,
         (Verb::DeleteCollection, None) => op.delete_collection().await,
         _ => Err(ApiError::method_not_allowed(ctx.method.as_str())),
     }
+}
+
+/// kube's answer to a binding: a `Status` of success with code 201.
+fn binding_success() -> ApiResponse {
+    ApiResponse::Object {
+        status: 201,
+        object: json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "code": 201
+        }),
+    }
+}
+
+/// The `PodScheduled` condition set to `True`, replacing an earlier one.
+fn set_pod_scheduled(pod: &mut Value) {
+    let status = object_mut(pod).entry("status").or_insert_with(|| json!({}));
+    let Some(status) = status.as_object_mut() else {
+        return;
+    };
+    let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+    let Some(conditions) = conditions.as_array_mut() else {
+        return;
+    };
+    conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+    conditions.push(json!({
+        "type": "PodScheduled",
+        "status": "True",
+        "lastProbeTime": null,
+        "lastTransitionTime": now_rfc3339(),
+    }));
 }
 
 fn ok(object: Value) -> ApiResponse {
@@ -850,6 +887,100 @@ impl Op<'_> {
             .await
             .map_err(|e| self.err(name, e))?;
         Ok(ok(self.scale_of(&object)))
+    }
+
+    // ---- pods/binding ----
+
+    fn is_pod(&self) -> bool {
+        self.desc.group.is_empty() && self.desc.plural == "pods"
+    }
+
+    /// `pods/binding`: sets `spec.nodeName` to the Binding's target (a
+    /// Node) and the PodScheduled condition, as the scheduler asks; a pod
+    /// already on another node, or being deleted, is a 409.
+    async fn bind(&self, name: &str, binding: Value) -> Result<ApiResponse, ApiError> {
+        if let Some(body_name) = meta_str(&binding, "name")
+            && body_name != name
+        {
+            return Err(ApiError::bad_request(
+                "name in URL does not match name in Binding object",
+            ));
+        }
+        let target = binding.get("target").cloned().unwrap_or(Value::Null);
+        let kind = target.get("kind").and_then(Value::as_str).unwrap_or("");
+        if !kind.is_empty() && kind != "Node" {
+            return Err(ApiError::invalid(
+                "",
+                "Binding",
+                name,
+                vec![StatusCause {
+                    reason: "FieldValueNotSupported".to_owned(),
+                    message: format!("Unsupported value: \"{kind}\": supported values: \"Node\""),
+                    field: "target.kind".to_owned(),
+                }],
+            ));
+        }
+        let node = target.get("name").and_then(Value::as_str).unwrap_or("");
+        if node.is_empty() {
+            return Err(ApiError::invalid(
+                "",
+                "Binding",
+                name,
+                vec![StatusCause {
+                    reason: "FieldValueRequired".to_owned(),
+                    message: "Required value".to_owned(),
+                    field: "target.name".to_owned(),
+                }],
+            ));
+        }
+        let conflict = |why: &str| ApiError::conflict("", "pods", name, why);
+        for _ in 0..CONFLICT_RETRIES {
+            let (kv, mut pod) = self.read(name).await?;
+            if meta_str(&pod, "deletionTimestamp").is_some() {
+                return Err(conflict(&format!(
+                    "pod {name} is being deleted, cannot be assigned to a host"
+                )));
+            }
+            let current = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if current == node {
+                return Ok(binding_success());
+            }
+            if !current.is_empty() {
+                return Err(conflict(&format!(
+                    "pod {name} is already assigned to node \"{current}\""
+                )));
+            }
+            object_mut(&mut pod)
+                .entry("spec")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .map(|spec| spec.insert("nodeName".into(), json!(node)));
+            if let Some(annotations) = binding
+                .pointer("/metadata/annotations")
+                .and_then(Value::as_object)
+            {
+                let meta = metadata_mut(&mut pod);
+                let into = meta.entry("annotations").or_insert_with(|| json!({}));
+                if let Some(into) = into.as_object_mut() {
+                    for (k, v) in annotations {
+                        into.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            set_pod_scheduled(&mut pod);
+            if self.query.dry_run {
+                return Ok(binding_success());
+            }
+            match self.commit(name, pod, kv.mod_revision).await {
+                Ok(_) => return Ok(binding_success()),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(self.err(name, e)),
+            }
+        }
+        Err(conflict(CONFLICT_MESSAGE))
     }
 
     async fn patch_scale(
