@@ -2,7 +2,8 @@
 //! apiserver` binary, driven by kubectl): RBAC writes taking effect
 //! promptly through the in-memory role and binding cache, the
 //! `pods/binding` subresource the scheduler uses, and
-//! `fieldValidation=Warn` warnings.
+//! `fieldValidation`: Warn drops unknown fields with warnings, Ignore
+//! drops them silently, Strict refuses.
 
 mod common;
 
@@ -29,6 +30,7 @@ fn registry_features() {
     server.wait_ready(&kubectl);
     rbac_writes_take_effect(&server, &kubectl);
     pod_binding(&server, &kubectl);
+    field_validation(&server, &kubectl);
 }
 
 fn rbac_writes_take_effect(server: &Apiserver, kubectl: &Path) {
@@ -149,4 +151,53 @@ fn pod_binding(server: &Apiserver, kubectl: &Path) {
     assert!(err.contains("already assigned to node"), "{err}");
     let pod = json(&server.ok(kubectl, &["get", "pod", "unbound", "-o", "json"]));
     assert_eq!(pod["spec"]["nodeName"], "node-a");
+}
+
+fn field_validation(server: &Apiserver, kubectl: &Path) {
+    let manifest = |name: &str| {
+        server.write(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  foo: 1\n  containers:\n  - name: c\n    image: nginx\n    bar: 2\n"
+            ),
+        )
+    };
+    let create = |name: &str, validate: &str| {
+        server.kubectl_as(
+            kubectl,
+            KubeconfigFile::Admin,
+            &[
+                "create",
+                &format!("--validate={validate}"),
+                "-f",
+                &manifest(name).to_string_lossy(),
+            ],
+        )
+    };
+    let out = create("warned", "warn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: unknown field \"spec.foo\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Warning: unknown field \"spec.containers[0].bar\""),
+        "{stderr}"
+    );
+    let pod = json(&server.ok(kubectl, &["get", "pod", "warned", "-o", "json"]));
+    assert!(pod["spec"].get("foo").is_none(), "{pod}");
+    assert!(pod["spec"]["containers"][0].get("bar").is_none(), "{pod}");
+
+    let out = create("ignored", "ignore");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("Warning"), "{stderr}");
+    let pod = json(&server.ok(kubectl, &["get", "pod", "ignored", "-o", "json"]));
+    assert!(pod["spec"].get("foo").is_none(), "{pod}");
+
+    let out = create("refused", "strict");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("unknown field \"spec.foo\""), "{stderr}");
 }

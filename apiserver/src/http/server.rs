@@ -258,6 +258,9 @@ pub enum ApiResponse {
         content_type: String,
         body: Bytes,
     },
+    /// A response with `Warning: 299 - "<text>"` headers, one per warning
+    /// (kubectl prints them as `Warning: <text>`).
+    Warnings(Vec<String>, Box<ApiResponse>),
 }
 
 impl std::fmt::Debug for ApiResponse {
@@ -268,6 +271,7 @@ impl std::fmt::Debug for ApiResponse {
             Self::Watch(_) => f.write_str("Watch"),
             Self::Status(e) => write!(f, "Status({e})"),
             Self::Raw { status, .. } => write!(f, "Raw({status})"),
+            Self::Warnings(warnings, inner) => write!(f, "Warnings({warnings:?}, {inner:?})"),
         }
     }
 }
@@ -622,6 +626,28 @@ fn convert_body(content_type: Option<&str>, body: Bytes) -> Result<(BodyType, By
     Ok((body_type.after_conversion(), converted))
 }
 
+/// `299 - "<text>"` with the text quoted as Go's `strconv.Quote` does for
+/// printable ASCII (kube-apiserver's warning header).
+fn warning_header(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 8);
+    quoted.push_str("299 - \"");
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            c if c.is_ascii_graphic() || c == ' ' => quoted.push(c),
+            c if u32::from(c) > 0xffff => {
+                quoted.push_str(&format!("\\U{:08x}", u32::from(c)));
+            }
+            c => quoted.push_str(&format!("\\u{:04x}", u32::from(c))),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
 fn render(
     answer: ApiResponse,
     ctx: &RequestContext,
@@ -643,6 +669,15 @@ fn render(
             .unwrap_or_default()
     };
     match answer {
+        ApiResponse::Warnings(warnings, inner) => {
+            let mut response = render(*inner, ctx, config, stop);
+            for warning in &warnings {
+                if let Ok(value) = HeaderValue::from_str(&warning_header(warning)) {
+                    response.headers_mut().append(http::header::WARNING, value);
+                }
+            }
+            response
+        }
         ApiResponse::Status(error) => error_response(&error),
         ApiResponse::Raw {
             status,
@@ -896,5 +931,19 @@ fn health(
     } else {
         text.push_str(&format!("{endpoint} check passed\n"));
         full(StatusCode::OK, "text/plain; charset=utf-8", text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::warning_header;
+
+    #[test]
+    fn warning_headers_are_quoted_like_kube() {
+        assert_eq!(
+            warning_header("unknown field \"spec.foo\""),
+            r#"299 - "unknown field \"spec.foo\"""#
+        );
+        assert_eq!(warning_header("a\\b\u{e9}"), r#"299 - "a\\b\u00e9""#);
     }
 }

@@ -94,6 +94,59 @@ pub fn unknown_fields(value: &Value, schema: Schema<'_>) -> Vec<String> {
     out
 }
 
+/// Removes the fields of `value` that `schema` does not declare
+/// (`fieldValidation=Warn` and `Ignore`); returns their paths as
+/// [`unknown_fields`] names them.
+pub fn prune_unknown_fields(value: &mut Value, schema: Schema<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    prune(value, schema, "", &mut out, 0);
+    out
+}
+
+fn prune(value: &mut Value, schema: Schema<'_>, path: &str, out: &mut Vec<String>, depth: usize) {
+    if depth > 64
+        || schema
+            .resolved()
+            .get("x-kubernetes-preserve-unknown-fields")
+            .and_then(Value::as_bool)
+            == Some(true)
+    {
+        return;
+    }
+    match (schema.field_type(), value) {
+        (FieldType::Object, Value::Object(map)) => {
+            map.retain(|key, child| {
+                let child_path = join(path, key);
+                match schema.property(key) {
+                    Some(child_schema) => {
+                        prune(child, child_schema, &child_path, out, depth + 1);
+                        true
+                    }
+                    None => {
+                        out.push(child_path);
+                        false
+                    }
+                }
+            });
+        }
+        (FieldType::Map, Value::Object(map)) => {
+            if let Some(values) = schema.additional_properties() {
+                for (key, child) in map.iter_mut() {
+                    prune(child, values, &join(path, key), out, depth + 1);
+                }
+            }
+        }
+        (FieldType::Array, Value::Array(items)) => {
+            if let Some(item_schema) = schema.items() {
+                for (i, child) in items.iter_mut().enumerate() {
+                    prune(child, item_schema, &format!("{path}[{i}]"), out, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_owned()
@@ -217,6 +270,29 @@ mod tests {
             strict_message(&["spec.foo".into()]),
             "strict decoding error: unknown field \"spec.foo\""
         );
+    }
+
+    #[test]
+    fn unknown_fields_pruned() {
+        let defs = Definitions::embedded().expect("definitions");
+        let schema = defs
+            .for_gvk(&GroupVersionKind::new("apps", "v1", "Deployment"))
+            .expect("schema");
+        let mut object = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"a.b/c": "d"}},
+            "spec": {"foo": 1, "replicas": 2, "template": {"spec": {"containers": [{"name": "c", "bar": 2}]}}}
+        });
+        assert_eq!(
+            prune_unknown_fields(&mut object, schema),
+            ["spec.foo", "spec.template.spec.containers[0].bar"]
+        );
+        assert_eq!(
+            object["spec"],
+            json!({"replicas": 2, "template": {"spec": {"containers": [{"name": "c"}]}}})
+        );
+        assert_eq!(object["metadata"]["labels"]["a.b/c"], "d");
+        assert!(unknown_fields(&object, schema).is_empty());
     }
 
     #[test]

@@ -38,7 +38,10 @@
 //! Per-kind defaulting and validation are behind the [`Admission`] trait;
 //! the registry calls [`Admission::default_object`] and
 //! [`Admission::validate_object`] on every create and update (and on the
-//! result of every patch), after the schema-based strict field check.
+//! result of every patch), after the schema-based field check:
+//! `fieldValidation=Strict` refuses unknown fields (400), `Warn` (the
+//! default) drops them and names each in a `Warning: 299` header, `Ignore`
+//! drops them silently.
 //! [`KubernetesAdmission`] (the default) runs [`crate::validation`];
 //! [`NoAdmission`] accepts everything.
 //!

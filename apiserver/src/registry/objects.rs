@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use super::Registry;
 use super::fields::{
     has_finalizers, meta_str, metadata_mut, name_suffix, new_uid, now_rfc3339, object_mut,
-    selector_string, strict_message, unknown_fields,
+    prune_unknown_fields, selector_string, strict_message, unknown_fields,
 };
 use crate::http::request::{FieldValidation, QueryOptions};
 use crate::http::status::StatusCause;
@@ -102,7 +102,27 @@ pub(crate) async fn handle(
         desc,
         namespace,
         query: &a.query,
+        warnings: std::sync::Mutex::default(),
     };
+    let result = dispatch(&op, ctx, &name, body).await;
+    let mut warnings = op.warnings.into_inner().unwrap_or_default();
+    warnings.dedup();
+    match result {
+        Ok(response) if !warnings.is_empty() => {
+            Ok(ApiResponse::Warnings(warnings, Box::new(response)))
+        }
+        other => other,
+    }
+}
+
+async fn dispatch(
+    op: &Op<'_>,
+    ctx: &RequestContext,
+    name: &str,
+    body: Bytes,
+) -> Result<ApiResponse, ApiError> {
+    let a = &ctx.attributes;
+    let name = name.to_owned();
     match (&a.verb, a.subresource.as_deref()) {
         (Verb::Get, None | Some("status")) => op.get(&name).await.map(ok),
         (Verb::Get, Some("scale")) => op.get(&name).await.map(|o| ok(op.scale_of(&o))),
@@ -278,6 +298,8 @@ struct Op<'a> {
     desc: &'a ResourceDescriptor,
     namespace: String,
     query: &'a QueryOptions,
+    /// Unknown fields dropped under `fieldValidation=Warn`, as warnings.
+    warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl Op<'_> {
@@ -594,12 +616,23 @@ impl Op<'_> {
     /// Strict field check, defaulting and validation.
     fn admit(&self, object: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
         let gvk = self.gvk();
-        if self.query.field_validation == FieldValidation::Strict
-            && let Some(schema) = self.registry.definitions.for_gvk(&gvk)
-        {
-            let unknown = unknown_fields(object, schema);
-            if !unknown.is_empty() {
-                return Err(ApiError::bad_request(strict_message(&unknown)));
+        if let Some(schema) = self.registry.definitions.for_gvk(&gvk) {
+            match self.query.field_validation {
+                FieldValidation::Strict => {
+                    let unknown = unknown_fields(object, schema);
+                    if !unknown.is_empty() {
+                        return Err(ApiError::bad_request(strict_message(&unknown)));
+                    }
+                }
+                FieldValidation::Warn => {
+                    let dropped = prune_unknown_fields(object, schema);
+                    if let Ok(mut warnings) = self.warnings.lock() {
+                        warnings.extend(dropped.iter().map(|f| format!("unknown field \"{f}\"")));
+                    }
+                }
+                FieldValidation::Ignore => {
+                    prune_unknown_fields(object, schema);
+                }
             }
         }
         self.registry.admission.default_object(&gvk, object);
@@ -1195,6 +1228,7 @@ impl Op<'_> {
                     .unwrap_or_default()
                     .to_owned(),
                 query: self.query,
+                warnings: std::sync::Mutex::default(),
             };
             match op.delete(&name).await {
                 Ok(_) => deleted.push(object),
