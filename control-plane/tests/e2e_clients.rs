@@ -444,6 +444,25 @@ spec:
         created["spec"]["signerName"], "kubernetes.io/kube-apiserver-client-kubelet",
         "{created}"
     );
+    // The apiserver records who asked, whatever the client sent.
+    assert_eq!(
+        created["spec"]["username"], "system:bootstrap:07401b",
+        "{created}"
+    );
+    let groups = created["spec"]["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for group in [
+        "system:bootstrappers",
+        "system:bootstrappers:kubeadm:default-node-token",
+        "system:authenticated",
+    ] {
+        assert!(
+            groups.iter().any(|g| g == group),
+            "{group} missing: {created}"
+        );
+    }
     let out = as_token(&["get", "secrets", "-n", "kube-system"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "listing secrets succeeded");

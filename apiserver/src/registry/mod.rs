@@ -357,7 +357,7 @@ impl Registry {
             ("authorization.k8s.io" | "authentication.k8s.io", _) => {
                 reviews::handle(self, &user, &desc, &ctx, &body).await
             }
-            _ => objects::handle(self, &desc, &ctx, body).await,
+            _ => objects::handle(self, &user, &desc, &ctx, body).await,
         };
         let response = result.unwrap_or_else(ApiResponse::from);
         if let ApiResponse::Status(e) = &response

@@ -86,6 +86,7 @@ enum Part {
 
 pub(crate) async fn handle(
     registry: &Registry,
+    user: &crate::auth::UserInfo,
     desc: &ResourceDescriptor,
     ctx: &RequestContext,
     body: Bytes,
@@ -99,6 +100,7 @@ pub(crate) async fn handle(
     let name = a.name.clone().unwrap_or_default();
     let op = Op {
         registry,
+        user,
         desc,
         namespace,
         query: &a.query,
@@ -295,6 +297,8 @@ impl Filter {
 
 struct Op<'a> {
     registry: &'a Registry,
+    /// The authenticated caller (recorded in CertificateSigningRequests).
+    user: &'a crate::auth::UserInfo,
     desc: &'a ResourceDescriptor,
     namespace: String,
     query: &'a QueryOptions,
@@ -383,6 +387,31 @@ impl Op<'_> {
 
     // ---- create ----
 
+    /// A CSR says who asked for it: the apiserver fills `spec.username`,
+    /// `uid`, `groups` and `extra` from the authenticated caller, whatever the
+    /// client sent, so approvers can trust them.
+    fn record_requester(object: &mut Value, user: &crate::auth::UserInfo) {
+        let Some(root) = object.as_object_mut() else {
+            return;
+        };
+        let spec = root.entry("spec").or_insert_with(|| json!({}));
+        let Some(spec) = spec.as_object_mut() else {
+            return;
+        };
+        spec.insert("username".into(), json!(user.name));
+        if user.uid.is_empty() {
+            spec.remove("uid");
+        } else {
+            spec.insert("uid".into(), json!(user.uid));
+        }
+        spec.insert("groups".into(), json!(user.groups));
+        if user.extra.is_empty() {
+            spec.remove("extra");
+        } else {
+            spec.insert("extra".into(), json!(user.extra));
+        }
+    }
+
     async fn create(&self, mut object: Value) -> Result<ApiResponse, ApiError> {
         let desc = self.desc;
         self.check_kind(&object)?;
@@ -443,6 +472,9 @@ impl Op<'_> {
         if desc.group == "batch" && desc.kind == "Job" {
             let uid = meta_str(&object, "uid").unwrap_or_default().to_owned();
             crate::validation::prepare_job_selector(&mut object, &uid);
+        }
+        if desc.group == "certificates.k8s.io" && desc.kind == "CertificateSigningRequest" {
+            Self::record_requester(&mut object, self.user);
         }
         self.admit(&mut object, None)?;
         let object = if self.is_service() {
@@ -1223,6 +1255,7 @@ impl Op<'_> {
             };
             let op = Op {
                 registry: self.registry,
+                user: self.user,
                 desc: self.desc,
                 namespace: meta_str(&object, "namespace")
                     .unwrap_or_default()
