@@ -315,6 +315,28 @@ fn credentials_are_required(server: &Apiserver) {
         .output()
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
+    // ... and the version, but not discovery: kube grants that to
+    // system:authenticated only.
+    let anonymous_get = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(server.pki.cert("ca"))
+            .arg(format!("https://127.0.0.1:{}{path}", server.port))
+            .output()
+            .expect("curl");
+        json(&String::from_utf8_lossy(&out.stdout))
+    };
+    let version = anonymous_get("/version");
+    assert!(version["gitVersion"].is_string(), "{version}");
+    for path in ["/api", "/apis", "/apis/apps/v1"] {
+        let status = anonymous_get(path);
+        assert_eq!(status["code"], 403, "anonymous {path}: {status}");
+        assert_eq!(
+            status["message"],
+            format!("forbidden: User \"system:anonymous\" cannot get path \"{path}\""),
+            "{status}"
+        );
+    }
     // A bad bearer token: 401.
     let out = Command::new("curl")
         .args([

@@ -287,6 +287,20 @@ pub trait ApiHandler: Send + Sync + 'static {
     /// A request for a resource the discovery table lists.
     fn handle(&self, ctx: RequestContext, body: Bytes) -> impl Future<Output = ApiResponse> + Send;
 
+    /// Called before the front answers a discovery path (`/api`, `/apis`,
+    /// `/api/v1`, `/apis/<g>[/<v>]`) itself: an error is answered instead,
+    /// so discovery is only for callers the handler lets read it (kube
+    /// grants it to `system:authenticated`, not to anonymous callers).
+    /// `/version` and the health endpoints are public and skip this. The
+    /// default lets everybody read discovery.
+    fn admit_discovery(
+        &self,
+        ctx: &RequestContext,
+    ) -> impl Future<Output = Option<ApiError>> + Send {
+        let _ = ctx;
+        async { None }
+    }
+
     /// Any other path (`/openapi/v2`, `/openapi/v3/...`, `/logs`); 404 unless overridden.
     fn non_resource(
         &self,
@@ -441,6 +455,22 @@ async fn route<H: ApiHandler>(
         Err(e) => return error_response(&e),
     };
 
+    if !attributes.is_resource_request && is_discovery_path(&attributes) {
+        let ctx = RequestContext {
+            method: parts.method.clone(),
+            version: parts.version,
+            attributes: attributes.clone(),
+            resource: None,
+            peer_certificates: peer.to_vec(),
+            remote_addr,
+            headers: parts.headers.clone(),
+            output: Output::Json,
+            body_type: BodyType::Empty,
+        };
+        if let Some(error) = handler.admit_discovery(&ctx).await {
+            return error_response(&error);
+        }
+    }
     if !attributes.is_resource_request
         && let Some(response) = builtin_route(&parts.method, &parts.headers, &attributes, config)
     {
@@ -794,6 +824,20 @@ fn render(
             response
         }
     }
+}
+
+/// `/api`, `/apis`, `/api/<v>`, `/apis/<g>`, `/apis/<g>/<v>`.
+fn is_discovery_path(attributes: &RequestAttributes) -> bool {
+    let segments: Vec<&str> = attributes
+        .path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    matches!(
+        segments.as_slice(),
+        ["api"] | ["api", _] | ["apis"] | ["apis", _] | ["apis", _, _]
+    )
 }
 
 /// Discovery, health and version: answered without the handler.

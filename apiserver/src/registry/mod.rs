@@ -422,6 +422,14 @@ impl ApiHandler for Registry {
         drop(body);
         self.serve_non_resource(ctx).await
     }
+
+    async fn admit_discovery(&self, ctx: &RequestContext) -> Option<ApiError> {
+        let user = match self.authenticate(ctx).await {
+            Ok(user) => user,
+            Err(e) => return Some(e),
+        };
+        self.authorize(&user, ctx).await.err()
+    }
 }
 
 /// `<resource>[.<group>] ["<name>"] is forbidden: User "u" cannot <verb>
