@@ -463,6 +463,23 @@ spec:
             "{group} missing: {created}"
         );
     }
+    // An administrator approves it through the approval subresource.
+    server.ok(&kubectl, &["certificate", "approve", "node-csr-test"]);
+    let approved = json(&server.ok(&kubectl, &["get", "csr", "node-csr-test", "-o", "json"]));
+    let conditions = approved["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Approved" && c["status"] == "True"),
+        "no Approved condition: {approved}"
+    );
+    assert_eq!(
+        approved["spec"]["username"], "system:bootstrap:07401b",
+        "{approved}"
+    );
     let out = as_token(&["get", "secrets", "-n", "kube-system"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "listing secrets succeeded");

@@ -220,6 +220,8 @@ fn utf8(bytes: &[u8]) -> Result<String, String> {
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Str,
+    /// `bytes` (base64 in JSON).
+    Bytes,
     Bool,
     I32,
     I64,
@@ -477,6 +479,49 @@ static NAMESPACE: Msg = Msg {
         f(1, "metadata", Kind::Msg(&OBJECT_META)),
         f(2, "spec", Kind::Msg(&NAMESPACE_SPEC)),
         f(3, "status", Kind::Msg(&NAMESPACE_STATUS)),
+    ],
+};
+
+static CERTIFICATE_SIGNING_REQUEST: Msg = Msg {
+    name: "CertificateSigningRequest",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&OBJECT_META)),
+        f(2, "spec", Kind::Msg(&CSR_SPEC)),
+        f(3, "status", Kind::Msg(&CSR_STATUS)),
+    ],
+};
+
+static CSR_SPEC: Msg = Msg {
+    name: "CertificateSigningRequestSpec",
+    fields: &[
+        f(1, "request", Kind::Bytes),
+        f(2, "username", Str),
+        f(3, "uid", Str),
+        r(4, "groups", Str),
+        r(5, "usages", Str),
+        f(6, "extra", Kind::MapMsg(&EXTRA_VALUE)),
+        f(7, "signerName", Str),
+        p(8, "expirationSeconds", I32),
+    ],
+};
+
+static CSR_STATUS: Msg = Msg {
+    name: "CertificateSigningRequestStatus",
+    fields: &[
+        r(1, "conditions", Kind::Msg(&CSR_CONDITION)),
+        f(2, "certificate", Kind::Bytes),
+    ],
+};
+
+static CSR_CONDITION: Msg = Msg {
+    name: "CertificateSigningRequestCondition",
+    fields: &[
+        f(1, "type", Str),
+        f(2, "reason", Str),
+        f(3, "message", Str),
+        f(4, "lastUpdateTime", Time),
+        f(5, "lastTransitionTime", Time),
+        f(6, "status", Str),
     ],
 };
 
@@ -899,6 +944,11 @@ static KINDS: &[(&str, &str, &Msg)] = &[
     ("authentication.k8s.io/v1", "TokenRequest", &TOKEN_REQUEST),
     ("v1", "Namespace", &NAMESPACE),
     ("v1", "ConfigMap", &CONFIG_MAP),
+    (
+        "certificates.k8s.io/v1",
+        "CertificateSigningRequest",
+        &CERTIFICATE_SIGNING_REQUEST,
+    ),
     ("v1", "Secret", &SECRET),
     ("v1", "ServiceAccount", &SERVICE_ACCOUNT),
     ("v1", "Service", &SERVICE),
@@ -1000,6 +1050,13 @@ fn decode_value(
             };
             let s = utf8(b).map_err(bad)?;
             (keep || !s.is_empty()).then_some(Value::String(s))
+        }
+        Kind::Bytes => {
+            let WireValue::Bytes(b) = wire else {
+                return Err(wrong());
+            };
+            (keep || !b.is_empty())
+                .then(|| Value::String(base64::engine::general_purpose::STANDARD.encode(b)))
         }
         Kind::Bool => match wire {
             WireValue::Varint(v) => (keep || v != 0).then_some(Value::Bool(v != 0)),

@@ -82,6 +82,9 @@ impl CommitError {
 enum Part {
     Main,
     Status,
+    /// `certificatesigningrequests/approval`: only `status.conditions`
+    /// (Approved / Denied) change; the issued certificate stays.
+    Approval,
 }
 
 pub(crate) async fn handle(
@@ -140,6 +143,13 @@ async fn dispatch(
         (Verb::Patch, None) => op.patch(&name, ctx.body_type, &body, Part::Main).await,
         (Verb::Patch, Some("status")) => op.patch(&name, ctx.body_type, &body, Part::Status).await,
         (Verb::Patch, Some("scale")) => op.patch_scale(&name, ctx.body_type, &body).await,
+        (Verb::Update, Some("approval")) if op.is_csr() => {
+            op.update(&name, parse_body(ctx, &body)?, Part::Approval)
+                .await
+        }
+        (Verb::Patch, Some("approval")) if op.is_csr() => {
+            op.patch(&name, ctx.body_type, &body, Part::Approval).await
+        }
         (Verb::Create, Some("binding")) if op.is_pod() => {
             op.bind(&name, parse_body(ctx, &body)?).await
         }
@@ -685,6 +695,20 @@ impl Op<'_> {
 
     /// The new state of `old` when a client sends `new` for `part`.
     fn prepare_update(&self, old: &Value, mut new: Value, part: Part) -> Result<Value, ApiError> {
+        if part == Part::Approval {
+            let mut result = old.clone();
+            let conditions = new
+                .get("status")
+                .and_then(|s| s.get("conditions"))
+                .cloned()
+                .unwrap_or_else(|| json!([]));
+            let map = object_mut(&mut result);
+            let status = map.entry("status").or_insert_with(|| json!({}));
+            if let Some(status) = status.as_object_mut() {
+                status.insert("conditions".into(), conditions);
+            }
+            return Ok(result);
+        }
         if part == Part::Status {
             let mut result = old.clone();
             let status = new.get("status").cloned();
@@ -958,6 +982,10 @@ impl Op<'_> {
 
     fn is_pod(&self) -> bool {
         self.desc.group.is_empty() && self.desc.plural == "pods"
+    }
+
+    fn is_csr(&self) -> bool {
+        self.desc.group == "certificates.k8s.io" && self.desc.plural == "certificatesigningrequests"
     }
 
     /// `pods/binding`: sets `spec.nodeName` to the Binding's target (a
