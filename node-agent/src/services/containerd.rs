@@ -18,7 +18,6 @@
 //! [`crate::process::run`] with a timeout.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -224,18 +223,9 @@ pub fn render_hosts(registry: &str, mirrors: &[String]) -> String {
     text
 }
 
-/// Temp file in the same directory, fsync, rename.
+/// Through node-agent's one atomic writer (temp file, fsync, rename).
 fn write_atomic(path: &Path, contents: &str) -> Result<(), ContainerdError> {
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let mut temp_name = path.as_os_str().to_owned();
-    temp_name.push(".tmp");
-    let temp = PathBuf::from(temp_name);
-    let mut file = std::fs::File::create(&temp).map_err(io_err(&temp))?;
-    file.write_all(contents.as_bytes()).map_err(io_err(&temp))?;
-    file.sync_all().map_err(io_err(&temp))?;
-    drop(file);
-    std::fs::rename(&temp, path).map_err(io_err(path))
+    crate::system::write_atomic(path, contents.as_bytes(), 0o644).map_err(io_err(path))
 }
 
 /// Writes `config.toml` and one `hosts.toml` per mirrored registry;

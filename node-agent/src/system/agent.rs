@@ -188,14 +188,14 @@ impl NodeService for Agent {
                 "{service:?} is not a service name"
             )));
         }
-        let path = Path::new(LOG_DIR).join(format!("{service}.log"));
-        let text = std::fs::read_to_string(&path)
+        // The same reader the supervisor uses, so a rotated `.1` file is
+        // part of the tail; `node-agent` (the console log) reads the same way.
+        let tail = crate::services::ServiceLog::new(Path::new(LOG_DIR), service, 0)
+            .tail(lines)
             .map_err(|_| ApiError::not_found(format!("no log for service {service:?}")))?;
-        let all: Vec<&str> = text.lines().collect();
-        let start = all.len().saturating_sub(lines);
-        let mut tail = all[start..].join("\n");
-        tail.push('\n');
-        Ok(tail)
+        let mut text = tail.join("\n");
+        text.push('\n');
+        Ok(text)
     }
 
     fn read_file(
