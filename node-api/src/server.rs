@@ -622,16 +622,18 @@ fn serve_connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         },
     };
 
-    let written = response.write_to(&mut stream).and_then(|()| {
-        stream.conn.send_close_notify();
-        stream.flush()
-    });
+    // Recorded before the answer leaves, so whoever holds the answer can rely
+    // on the request already being in the record.
     shared.service.event(&ApiEvent::Request {
         peer,
         caller: caller.as_ref(),
         method: &method,
         path: &path,
         status: response.status,
+    });
+    let written = response.write_to(&mut stream).and_then(|()| {
+        stream.conn.send_close_notify();
+        stream.flush()
     });
     if let Err(e) = written {
         shared.service.event(&ApiEvent::ConnectionFailed {
