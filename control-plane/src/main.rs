@@ -4,8 +4,8 @@
 //! kube-apiserver's flag names (the PKI from `bootstrap certs generate`
 //! plugs straight in). This file only parses flags and sets up logging
 //! (`RUST_LOG`, default `info`); the server itself is
-//! `cairn_apiserver::server`. The scheduler, controller manager and VIP
-//! components are not implemented yet.
+//! `cairn_apiserver::server`; `controller-manager` and `vip` live in the
+//! library (`cairn_control_plane`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -28,6 +28,12 @@ struct Cli {
 enum Command {
     /// The Kubernetes API server, storing objects in etcd.
     Apiserver(ApiserverArgs),
+    /// The controllers cluster formation needs: bootstrap signer, token
+    /// cleaner, CSR approver and signer.
+    ControllerManager(cairn_control_plane::controllers::ControllerManagerArgs),
+    /// The virtual IP in front of the apiservers (etcd election, gratuitous
+    /// ARP).
+    Vip(cairn_control_plane::vip::VipArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,6 +150,12 @@ fn main() -> anyhow::Result<()> {
             runtime
                 .block_on(cairn_apiserver::server::run(&options, shutdown_signal()))
                 .context("apiserver")?;
+        }
+        Command::ControllerManager(args) => {
+            cairn_control_plane::controllers::run(&args).context("controller-manager")?;
+        }
+        Command::Vip(args) => {
+            cairn_control_plane::vip::run(&args).context("vip")?;
         }
     }
     Ok(())

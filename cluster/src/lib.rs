@@ -1,0 +1,10 @@
+//! Cluster formation for Cairn nodes and the `bootstrap` CLI.
+//!
+//! Everything a node needs to form or join a cluster through the Kubernetes
+//! API, synchronous so that node-agent (PID 1, no async runtime) and the CLI
+//! share it:
+//!
+//! - [`client`]: a small blocking HTTPS client for the Kubernetes API
+//!   (kubeconfig, client certificates, bearer tokens, CA trust).
+//! - [`jws`]: the detached HS256 JWS that the bootstrap signer puts into
+//!   `cluster-info` and joiners verify with their token.
