@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The Kubernetes API server, storing objects in etcd.
-    Apiserver(ApiserverArgs),
+    Apiserver(Box<ApiserverArgs>),
     /// The controllers cluster formation needs: bootstrap signer, token
     /// cleaner, CSR approver and signer.
     ControllerManager(cairn_control_plane::controllers::ControllerManagerArgs),
@@ -146,7 +146,7 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Apiserver(args) => {
-            let options = cairn_apiserver::server::ApiServerOptions::from(args);
+            let options = cairn_apiserver::server::ApiServerOptions::from(*args);
             runtime
                 .block_on(cairn_apiserver::server::run(&options, shutdown_signal()))
                 .context("apiserver")?;
