@@ -8,3 +8,5 @@
 //!   (kubeconfig, client certificates, bearer tokens, CA trust).
 //! - [`jws`]: the detached HS256 JWS that the bootstrap signer puts into
 //!   `cluster-info` and joiners verify with their token.
+
+pub mod jws;
