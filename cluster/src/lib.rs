@@ -9,4 +9,5 @@
 //! - [`jws`]: the detached HS256 JWS that the bootstrap signer puts into
 //!   `cluster-info` and joiners verify with their token.
 
+pub mod client;
 pub mod jws;
