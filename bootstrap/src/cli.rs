@@ -44,8 +44,16 @@ pub enum QemuCommand {
     /// Boot one VM from a built image and show its serial console until it
     /// powers off
     Boot(QemuBootArgs),
-    /// Start a lab: build the image (cached), boot N nodes on a private
-    /// network and wait until each runs containerd.
+    /// Start a lab: build the image (cached), boot the nodes on a private
+    /// network, form a Kubernetes cluster and wait until `kubectl get
+    /// nodes` lists every node (with --no-cluster: until each runs
+    /// containerd).
+    ///
+    /// node-1 initialises the cluster from its machine config (etcd,
+    /// apiserver, controller manager; with --vip the apiservers answer at
+    /// 10.5.0.10); the other nodes are served a [join] config with the
+    /// bootstrap token and the CA pin once node-1 is up. `bootstrap qemu
+    /// kubeconfig --name NAME` prints the admin kubeconfig's path.
     ///
     /// The lab lives in the network namespace cairn-NAME (bridge br0,
     /// gateway 10.5.0.1/24, node-1 at 10.5.0.11, node-2 at .12, ...) with
@@ -68,6 +76,10 @@ pub enum QemuCommand {
     Down(QemuLabArgs),
     /// Call a node's API with the lab's admin certificate
     Api(QemuApiArgs),
+    /// Print the path of the lab cluster's admin kubeconfig (last line),
+    /// usable from the host: `kubectl --kubeconfig "$(bootstrap qemu
+    /// kubeconfig --name NAME | tail -1)" get nodes`
+    Kubeconfig(QemuLabArgs),
     /// Run a lab in the foreground (started by `up`)
     #[command(hide = true)]
     Daemon(QemuDaemonArgs),
@@ -133,11 +145,23 @@ pub struct QemuUpArgs {
     /// Build cache [default: $CAIRN_CACHE or ~/.cache/cairn]
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
-    /// Number of nodes: node-1 is a control-plane node, the others workers
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=89))]
-    pub nodes: u16,
-    /// Do not form a Kubernetes cluster, only boot the nodes (today every
-    /// lab behaves like this)
+    /// Number of nodes: node-1 is the control-plane node, the others
+    /// workers (same as --control-planes 1 --workers N-1)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=89), conflicts_with_all = ["control_planes", "workers"])]
+    pub nodes: Option<u16>,
+    /// Control-plane nodes (node-1 ... node-N). Only 1 is supported today:
+    /// control-plane join is not implemented yet
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1))]
+    pub control_planes: u16,
+    /// Worker nodes after the control-plane nodes
+    #[arg(long, value_name = "M", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=88))]
+    pub workers: u16,
+    /// Put a virtual IP (10.5.0.10) in front of the apiservers and make it
+    /// the control-plane endpoint
+    #[arg(long)]
+    pub vip: bool,
+    /// Do not form a Kubernetes cluster, only boot the nodes (every node a
+    /// worker waiting for a join config)
     #[arg(long)]
     pub no_cluster: bool,
     /// Memory per node in MiB
@@ -248,6 +272,11 @@ pub struct QemuDaemonArgs {
     pub image: PathBuf,
     #[arg(long)]
     pub nodes: u16,
+    /// Form a cluster with this many control-plane nodes (0: no cluster).
+    #[arg(long, default_value_t = 0)]
+    pub control_planes: u16,
+    #[arg(long)]
+    pub vip: bool,
     #[arg(long)]
     pub memory: u32,
     #[arg(long, value_enum)]

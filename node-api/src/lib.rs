@@ -100,8 +100,8 @@ pub use identity::{
 };
 pub use key::{MaintenanceKey, MaintenanceKeyError};
 pub use protocol::{
-    ApplyConfigResponse, BootTimings, ErrorBody, NodeState, NodeStatus, RunContainerRequest,
-    RunContainerResponse, ServiceState, ServiceStatus, Versions,
+    ApplyConfigResponse, BootTimings, ClusterStatus, ErrorBody, NodeState, NodeStatus,
+    RunContainerRequest, RunContainerResponse, ServiceState, ServiceStatus, Versions,
 };
 pub use server::{
     ApiError, ApiEvent, ApiServer, ApiServerHandle, Caller, DEFAULT_LOG_LINES, MAX_LOG_LINES,

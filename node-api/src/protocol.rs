@@ -132,6 +132,26 @@ pub struct NodeStatus {
     pub checks: BTreeMap<String, String>,
     /// node-agent's resident set size in KiB.
     pub rss_kib: Option<u64>,
+    /// Cluster membership; `None` until the node starts forming or joining.
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// Where a node is in forming or joining its cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ClusterStatus {
+    /// What the node does: `"init"`, `"join"` or `"wait"` (no `[join]`).
+    pub action: String,
+    /// The phase running or last finished, e.g. `"etcd"`, `"registered"`.
+    pub phase: String,
+    /// Whether the node is a registered, heartbeating member.
+    pub member: bool,
+    /// The control-plane endpoint, e.g. `"https://10.5.0.100:6443"`.
+    pub endpoint: Option<String>,
+    /// The last error, while the node retries.
+    pub error: Option<String>,
+    /// Whether this node holds the cluster's virtual IP.
+    pub vip_holder: bool,
 }
 
 /// Body of `POST /v1/containers/run`.

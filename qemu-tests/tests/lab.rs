@@ -199,7 +199,7 @@ fn the_config_server_answers_inside_the_namespace() {
         .config("node-1")
         .expect("config")
         .expect("node-1 has one");
-    assert!(node1.contains("role = \"control-plane\""), "{node1}");
+    assert!(node1.contains("role = \"worker\""), "{node1}");
 
     // A real client (busybox wget) from the namespace, with the MAC in
     // upper case and dashes as some firmware writes it.

@@ -43,6 +43,7 @@ pub fn run(command: QemuCommand, out: &mut dyn Write) -> Result<(), BootstrapErr
         QemuCommand::Start(args) => kill_or_start(&args, false, out),
         QemuCommand::Down(args) => down(&args, out),
         QemuCommand::Api(args) => api(args, out),
+        QemuCommand::Kubeconfig(args) => kubeconfig(&args, out),
         QemuCommand::Daemon(args) => daemon(args),
     }
 }
@@ -158,6 +159,11 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn up(args: QemuUpArgs, out: &mut dyn Write) -> Result<(), BootstrapError> {
     let dir = lab_dir(&args.lab)?;
+    let (control_planes, workers) = match args.nodes {
+        Some(nodes) => (1, nodes - 1),
+        None => (args.control_planes, args.workers),
+    };
+    let nodes = control_planes + workers;
     let name = args.lab.name.clone();
     let root = args.lab.lab_root.clone();
     let image = lab_image(&args, out)?;
@@ -207,7 +213,12 @@ fn up(args: QemuUpArgs, out: &mut dyn Write) -> Result<(), BootstrapError> {
         .arg(&dir)
         .arg("--image")
         .arg(&image)
-        .args(["--nodes", &args.nodes.to_string()])
+        .args(["--nodes", &nodes.to_string()])
+        .args([
+            "--control-planes",
+            &if args.no_cluster { 0 } else { control_planes }.to_string(),
+        ])
+        .args(args.vip.then_some("--vip"))
         .args(["--memory", &args.memory.to_string()])
         .args(["--boot", &boot_mode(args.boot).to_string()])
         .args(args.diskless.then_some("--diskless"))
@@ -218,7 +229,7 @@ fn up(args: QemuUpArgs, out: &mut dyn Write) -> Result<(), BootstrapError> {
     writeln!(
         out,
         "[lab] starting lab {name}: {} node(s), {} boot, {} MiB each; daemon pid {}, log {}",
-        args.nodes,
+        nodes,
         boot_mode(args.boot),
         args.memory,
         daemon.id(),
@@ -267,18 +278,48 @@ fn up(args: QemuUpArgs, out: &mut dyn Write) -> Result<(), BootstrapError> {
             node.serial_log.display()
         )?;
     }
-    writeln!(
-        out,
-        "[lab] waiting until every node runs containerd (up to {}s; TCG is slow)",
-        args.timeout
-    )?;
-    out.flush()?;
-    let times = match ready::wait_state_ready(&state, &admin, Duration::from_secs(args.timeout)) {
-        Ok(times) => times,
-        Err(e) => {
-            return Err(BootstrapError::Inspect(format!(
-                "{e}\n\nThe lab keeps running so you can look at it (`bootstrap qemu status --name {name}`, `bootstrap qemu console --name {name} NODE`); remove it with `bootstrap qemu down --name {name}`."
-            )));
+    let wait = Duration::from_secs(args.timeout);
+    let keep_running = |e: &dyn std::fmt::Display| {
+        BootstrapError::Inspect(format!(
+            "{e}\n\nThe lab keeps running so you can look at it (`bootstrap qemu status --name {name}`, `bootstrap qemu console --name {name} NODE`); remove it with `bootstrap qemu down --name {name}`."
+        ))
+    };
+    let (times, formed) = match &state.cluster {
+        Some(cluster) => {
+            writeln!(
+                out,
+                "[lab] forming the cluster: {} initialises it, the others join (up to {}s; TCG is slow)",
+                state.nodes[0].name, args.timeout
+            )?;
+            out.flush()?;
+            let formed = lab::cluster::form(
+                &state,
+                &admin,
+                cluster,
+                &mut |node, config| {
+                    control::request(
+                        &dir,
+                        &control::Request::SetConfig {
+                            node: node.to_owned(),
+                            config: Some(config),
+                        },
+                    )
+                },
+                wait,
+            )
+            .map_err(|e| keep_running(&e))?;
+            (formed.members.clone(), Some(formed))
+        }
+        None => {
+            writeln!(
+                out,
+                "[lab] waiting until every node runs containerd (up to {}s; TCG is slow)",
+                args.timeout
+            )?;
+            out.flush()?;
+            let times =
+                ready::wait_state_ready(&state, &admin, wait).map_err(|e| keep_running(&e))?;
+            (times, None)
         }
     };
     writeln!(out, "\nlab {name} is up\n")?;
@@ -314,6 +355,34 @@ fn up(args: QemuUpArgs, out: &mut dyn Write) -> Result<(), BootstrapError> {
         "The node API pins the fingerprint each node prints on its console.\n\
          \n  bootstrap qemu status --name {name}\n  bootstrap qemu api --name {name} node-1 status\n  bootstrap qemu console --name {name} node-1\n  bootstrap qemu down --name {name}"
     )?;
+    if let Some(formed) = formed {
+        writeln!(
+            out,
+            "\nThe cluster is formed: the API listed every node {:.1} s after node-1 came up.\nadmin kubeconfig (also `bootstrap qemu kubeconfig --name {name}`):\n  kubectl --kubeconfig {} get nodes",
+            formed.all_listed.as_secs_f64(),
+            formed.kubeconfig.display()
+        )?;
+    }
+    Ok(())
+}
+
+fn kubeconfig(args: &QemuLabArgs, out: &mut dyn Write) -> Result<(), BootstrapError> {
+    let state = load_state(args)?;
+    let path = lab::cluster::kubeconfig_path(&state.dir);
+    if state.cluster.is_none() {
+        return Err(BootstrapError::Inspect(format!(
+            "lab {} forms no cluster (it was started with --no-cluster)",
+            state.name
+        )));
+    }
+    if !path.is_file() {
+        return Err(BootstrapError::Inspect(format!(
+            "lab {} has no admin kubeconfig yet ({} is written once the cluster is formed; `bootstrap qemu up` does that)",
+            state.name,
+            path.display()
+        )));
+    }
+    writeln!(out, "{}", path.display())?;
     Ok(())
 }
 
@@ -323,7 +392,19 @@ fn daemon(args: QemuDaemonArgs) -> Result<(), BootstrapError> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(lab::default_root);
-    let mut spec = LabSpec::new(args.name, args.image, usize::from(args.nodes));
+    let nodes = usize::from(args.nodes);
+    let control_planes = usize::from(args.control_planes);
+    let mut spec = if control_planes == 0 {
+        LabSpec::new(args.name, args.image, nodes)
+    } else {
+        LabSpec::with_cluster(
+            args.name,
+            args.image,
+            control_planes,
+            nodes.saturating_sub(control_planes),
+            args.vip,
+        )
+    };
     spec.root = root;
     spec.boot = boot_mode(args.boot);
     spec.memory_mib = args.memory;
@@ -357,12 +438,18 @@ fn status(args: &QemuStatusArgs, out: &mut dyn Write) -> Result<(), BootstrapErr
     let admin = AdminCredentials::load(&state.dir)?;
     let daemon = state.daemon_pid.is_some_and(procs::alive);
     let mut nodes = Vec::new();
+    let mut vip_holders = Vec::new();
     for node in &state.nodes {
         let running = state.is_running(&node.name);
         let (node_state, services, error) = if running {
             match ready::status(node, &admin) {
                 Ok(status) => (
-                    state_name(status.state),
+                    {
+                        if status.cluster.as_ref().is_some_and(|c| c.vip_holder) {
+                            vip_holders.push(node.name.clone());
+                        }
+                        state_name(status.state)
+                    },
                     status
                         .services
                         .iter()
@@ -402,6 +489,13 @@ fn status(args: &QemuStatusArgs, out: &mut dyn Write) -> Result<(), BootstrapErr
                 "boot": state.boot.to_string(),
                 "daemon": daemon,
                 "admin": state.admin,
+                "kubeconfig": state.cluster.as_ref().map(|_| lab::cluster::kubeconfig_path(&state.dir)),
+                // Several holders would be a split brain: show them all.
+                "vip_holder": match vip_holders.len() {
+                    0 => serde_json::Value::Null,
+                    1 => serde_json::Value::String(vip_holders[0].clone()),
+                    _ => serde_json::json!(vip_holders),
+                },
                 "nodes": nodes,
             });
             writeln!(

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,8 +15,8 @@ use std::time::Duration;
 
 use cairn_config::MachineConfig;
 use cairn_node_api::{
-    ApiError, BootTimings, Caller, NodeService, NodeState, NodeStatus, RunContainerRequest,
-    RunContainerResponse, Versions,
+    ApiError, BootTimings, Caller, ClusterStatus, NodeService, NodeState, NodeStatus,
+    RunContainerRequest, RunContainerResponse, Versions,
 };
 
 use super::console::Console;
@@ -35,6 +36,7 @@ pub struct NodeFacts {
     pub boot: BootTimings,
     pub checks: BTreeMap<String, String>,
     pub containerd_version: Option<String>,
+    pub cluster: Option<ClusterStatus>,
 }
 
 pub struct Agent {
@@ -141,6 +143,25 @@ impl Agent {
         *lock(&self.containerd) = Some(settings);
     }
 
+    /// The node's name and first address, once the host is configured.
+    pub fn identity(&self) -> (String, Option<IpAddr>) {
+        let facts = lock(&self.facts);
+        let address = facts
+            .addresses
+            .iter()
+            .find_map(|a| a.split('/').next()?.parse().ok());
+        (facts.hostname.clone(), address)
+    }
+
+    /// Changes the cluster status in place (created on first use).
+    pub fn update_cluster(&self, change: impl FnOnce(&mut ClusterStatus)) {
+        change(
+            lock(&self.facts)
+                .cluster
+                .get_or_insert_with(ClusterStatus::default),
+        );
+    }
+
     pub fn set_containerd_ready(&self, at_ms: u64) {
         let version = containerd::version().ok();
         let mut facts = lock(&self.facts);
@@ -175,6 +196,7 @@ impl NodeService for Agent {
             boot: facts.boot,
             checks: facts.checks,
             rss_kib: rss_kib(),
+            cluster: facts.cluster,
         }
     }
 

@@ -62,6 +62,7 @@
 
 pub mod admin;
 pub mod cidata;
+pub mod cluster;
 pub mod control;
 pub mod dnsmasq;
 pub mod forward;
@@ -84,6 +85,7 @@ use crate::console;
 use crate::vm::{Boot, Drive, Nic, Vm, VmConfig, VmError};
 
 pub use admin::{AdminCredentials, AdminPaths};
+pub use cluster::LabCluster;
 pub use forward::Forward;
 
 /// The gateway (bridge) address of every lab.
@@ -240,10 +242,13 @@ pub struct LabSpec {
     pub start_nodes: bool,
     /// Remove leftovers of an earlier lab of this name first.
     pub clean_leftovers: bool,
+    /// Form a Kubernetes cluster (see [`cluster`]); `None`: the nodes only
+    /// boot (every node a worker without `[join]`).
+    pub cluster: Option<LabCluster>,
 }
 
 impl LabSpec {
-    /// `nodes` nodes: `node-1` is a control-plane node, the others workers;
+    /// `nodes` nodes that only boot (workers waiting for a `[join]`);
     /// kernel boot, 2 GiB and one vCPU each, forwards for the node API and
     /// the apiserver, every node started.
     pub fn new(name: impl Into<String>, image: impl Into<PathBuf>, nodes: usize) -> Self {
@@ -252,16 +257,7 @@ impl LabSpec {
             root: default_root(),
             image: image.into(),
             nodes: (1..=nodes)
-                .map(|index| {
-                    NodeSpec::new(
-                        format!("node-{index}"),
-                        if index == 1 {
-                            NodeRole::ControlPlane
-                        } else {
-                            NodeRole::Worker
-                        },
-                    )
-                })
+                .map(|index| NodeSpec::new(format!("node-{index}"), NodeRole::Worker))
                 .collect(),
             boot: BootMode::Kernel,
             memory_mib: 2048,
@@ -270,7 +266,26 @@ impl LabSpec {
             forward_ports: vec![API_PORT, KUBE_PORT],
             start_nodes: true,
             clean_leftovers: true,
+            cluster: None,
         }
+    }
+
+    /// A lab that forms a cluster: `node-1` … `node-<control_planes>` are
+    /// control-plane nodes, the rest workers; with `vip`, the apiservers
+    /// are reached at [`cluster::VIP`].
+    pub fn with_cluster(
+        name: impl Into<String>,
+        image: impl Into<PathBuf>,
+        control_planes: usize,
+        workers: usize,
+        vip: bool,
+    ) -> Self {
+        let mut spec = Self::new(name, image, control_planes + workers);
+        for node in spec.nodes.iter_mut().take(control_planes) {
+            node.role = NodeRole::ControlPlane;
+        }
+        spec.cluster = Some(LabCluster::new(control_planes, vip));
+        spec
     }
 }
 
@@ -419,6 +434,9 @@ pub struct LabState {
     pub nodes: Vec<LabNode>,
     /// Node name → QEMU pid of the running nodes.
     pub qemu_pids: BTreeMap<String, u32>,
+    /// The cluster the lab forms, if any.
+    #[serde(default)]
+    pub cluster: Option<LabCluster>,
 }
 
 impl LabState {
@@ -587,15 +605,28 @@ impl Lab {
             })
             .collect();
         let mut served = Vec::new();
-        for (node, node_spec) in nodes.iter().zip(&spec.nodes) {
-            let config = match &node_spec.config {
-                Some(text) => text.clone(),
-                None => default_config(&spec.name, &node.name, node.role, node.ip, &admin.ca_pem)?,
+        for (index, (node, node_spec)) in nodes.iter().zip(&spec.nodes).enumerate() {
+            let config = match (&node_spec.config, &spec.cluster) {
+                (Some(text), _) => Some(text.clone()),
+                (None, None) => Some(default_config(
+                    &spec.name,
+                    &node.name,
+                    node.role,
+                    node.ip,
+                    &admin.ca_pem,
+                )?),
+                // The first node initialises the cluster; the others are
+                // served their `[join]` once it exists (`cluster::form`).
+                (None, Some(cluster)) if index == 0 => Some(
+                    default_config(&spec.name, &node.name, node.role, node.ip, &admin.ca_pem)?
+                        + &cluster.init_section(),
+                ),
+                (None, Some(_)) => None,
             };
             served.push(http::ServedNode {
                 name: node.name.clone(),
                 mac: node.mac.clone(),
-                config: Some(config),
+                config,
             });
         }
         let content = Arc::new(RwLock::new(http::Content {
@@ -616,6 +647,7 @@ impl Lab {
             dnsmasq_pid: None,
             nodes,
             qemu_pids: BTreeMap::new(),
+            cluster: spec.cluster.clone(),
         };
         Ok(Lab {
             spec,
@@ -701,6 +733,18 @@ impl Lab {
                     .insert(*port, forward.listen);
                 self.forwards.push(forward);
             }
+        }
+        if let Some(cluster) = &mut self.state.cluster
+            && let Some(vip) = cluster.vip
+        {
+            let target = SocketAddr::from((vip, KUBE_PORT));
+            let forward =
+                Forward::start(&self.state.netns, target, 0).map_err(|source| LabError::Net {
+                    what: format!("forwarding 127.0.0.1 to {target}"),
+                    source,
+                })?;
+            cluster.api_forward = Some(forward.listen);
+            self.forwards.push(forward);
         }
         self.state.save()
     }
