@@ -8,6 +8,15 @@
 //!   (kubeconfig, client certificates, bearer tokens, CA trust).
 //! - [`jws`]: the detached HS256 JWS that the bootstrap signer puts into
 //!   `cluster-info` and joiners verify with their token.
+//! - [`discovery`]: kubeadm's token discovery of the cluster CA and API
+//!   address (signature, CA pin, then a verified re-read).
+//! - [`tls_bootstrap`]: the node's client certificate through a
+//!   CertificateSigningRequest made with the bootstrap token.
+//! - [`node`]: Node registration, the node Lease and Ready conditions, as
+//!   kubelet keeps them.
 
 pub mod client;
+pub mod discovery;
 pub mod jws;
+pub mod node;
+pub mod tls_bootstrap;
