@@ -33,7 +33,7 @@ enum Command {
     ControllerManager(cairn_control_plane::controllers::ControllerManagerArgs),
     /// The virtual IP in front of the apiservers (etcd election, gratuitous
     /// ARP).
-    Vip(cairn_control_plane::vip::VipArgs),
+    Vip(Box<cairn_control_plane::vip::VipArgs>),
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,0 +1,654 @@
+//! `control-plane vip` end to end: a real etcd and three real `control-plane
+//! vip` processes in network namespaces this test creates (and removes, also
+//! after a crashed earlier run: everything is named `cairn-vipt-<pid>-*`).
+//!
+//! Topology: a hub namespace with a bridge `br0` (10.77.0.1/24) and etcd
+//! listening on it; three node namespaces, each with a veth `eth0` into the
+//! bridge (10.77.0.11-13/24), a `python3 -m http.server` on 127.0.0.1:8080
+//! whose directory holds `readyz` while the node is to be healthy, and
+//! `control-plane vip --address 10.77.0.100 --interface eth0`.
+//!
+//! Who holds the VIP is read from the kernel (`ip -n NS -j addr`), polled
+//! with deadlines. A watcher thread reads all namespaces every 50 ms for the
+//! whole run and records any moment with two holders.
+//!
+//! Needs root (network namespaces). `failover_figures` (ignored) prints
+//! min/median/max failover after `kill -9` of the holder over 10 rounds:
+//! `cargo test -p cairn-control-plane --test vip -- --ignored --nocapture`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const PREFIX: &str = "cairn-vipt-";
+const VIP: &str = "10.77.0.100";
+const HUB_ADDRESS: &str = "10.77.0.1";
+const HEALTH_PORT: u16 = 8080;
+const LEASE_TTL: Duration = Duration::from_secs(2);
+const NODES: usize = 3;
+/// Generous: the machine is small and shared.
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn run(command: &mut Command) -> Output {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"))
+}
+
+fn ip(args: &[&str]) {
+    let out = run(Command::new("ip").args(args));
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Removes namespaces (and their processes) of earlier runs that died.
+fn remove_leftovers() {
+    let out = run(Command::new("ip").args(["netns", "list"]));
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        remove_namespace(name);
+    }
+}
+
+/// Kills what runs in `name` and deletes it.
+fn remove_namespace(name: &str) {
+    let out = run(Command::new("ip").args(["netns", "pids", name]));
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        if let Ok(pid) = pid.parse::<i32>() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    let _ = run(Command::new("ip").args(["netns", "del", name]));
+}
+
+/// Which of `namespaces` have the VIP on an interface.
+fn holders_of(namespaces: &[String]) -> Vec<usize> {
+    namespaces
+        .iter()
+        .enumerate()
+        .filter(|(_, ns)| {
+            let out = run(Command::new("ip").args(["-n", ns, "-j", "addr"]));
+            let links: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            links.as_array().into_iter().flatten().any(|link| {
+                link["addr_info"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a["local"] == VIP)
+            })
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+struct Node {
+    namespace: String,
+    name: String,
+    dir: PathBuf,
+    http: Option<Child>,
+    vip: Option<Child>,
+    starts: usize,
+}
+
+impl Node {
+    fn health_file(&self) -> PathBuf {
+        self.dir.join("www/readyz")
+    }
+    fn status_file(&self) -> PathBuf {
+        self.dir.join("run/vip.json")
+    }
+    fn log(&self) -> PathBuf {
+        self.dir.join(format!("vip-{}.log", self.starts))
+    }
+    fn set_healthy(&self, healthy: bool) {
+        if healthy {
+            std::fs::write(self.health_file(), "ok").expect("write readyz");
+        } else {
+            std::fs::remove_file(self.health_file()).expect("remove readyz");
+        }
+    }
+    fn status(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.status_file()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// The namespaces, etcd and the VIP managers; all removed on drop.
+struct Lab {
+    id: String,
+    hub: String,
+    dir: tempfile::TempDir,
+    etcd: Option<Child>,
+    nodes: Vec<Node>,
+    watcher: Option<Watcher>,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Self {
+        remove_leftovers();
+        let id = format!("{PREFIX}{}-{tag}", std::process::id());
+        let hub = format!("{id}-hub");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lab = Self {
+            id: id.clone(),
+            hub: hub.clone(),
+            dir,
+            etcd: None,
+            nodes: Vec::new(),
+            watcher: None,
+        };
+        ip(&["netns", "add", &hub]);
+        ip(&["-n", &hub, "link", "set", "lo", "up"]);
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
+        ip(&[
+            "-n",
+            &hub,
+            "addr",
+            "add",
+            &format!("{HUB_ADDRESS}/24"),
+            "dev",
+            "br0",
+        ]);
+        ip(&["-n", &hub, "link", "set", "br0", "up"]);
+        for i in 1..=NODES {
+            let namespace = format!("{id}-n{i}");
+            // Pushed first so that drop removes it even if a step fails.
+            let node_dir = lab.dir.path().join(format!("n{i}"));
+            std::fs::create_dir_all(node_dir.join("www")).expect("node dir");
+            lab.nodes.push(Node {
+                namespace: namespace.clone(),
+                name: format!("node-{i}"),
+                dir: node_dir,
+                http: None,
+                vip: None,
+                starts: 0,
+            });
+            ip(&["netns", "add", &namespace]);
+            ip(&["-n", &namespace, "link", "set", "lo", "up"]);
+            let port = format!("vipt{i}");
+            ip(&[
+                "-n", &hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                &namespace,
+            ]);
+            ip(&["-n", &hub, "link", "set", &port, "master", "br0", "up"]);
+            ip(&[
+                "-n",
+                &namespace,
+                "addr",
+                "add",
+                &format!("10.77.0.1{i}/24"),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &namespace, "link", "set", "eth0", "up"]);
+        }
+        let etcd_log = std::fs::File::create(lab.dir.path().join("etcd.log")).expect("etcd log");
+        let client_url = format!("http://{HUB_ADDRESS}:2379");
+        lab.etcd = Some(
+            Command::new("ip")
+                .args(["netns", "exec", &hub, "/usr/bin/etcd", "--name", "vipt"])
+                .arg("--data-dir")
+                .arg(lab.dir.path().join("etcd"))
+                .args(["--listen-client-urls", &client_url])
+                .args(["--advertise-client-urls", &client_url])
+                .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
+                .args(["--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
+                .args(["--initial-cluster", "vipt=http://127.0.0.1:2380"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(etcd_log)
+                .spawn()
+                .expect("start etcd"),
+        );
+        for i in 0..NODES {
+            let node = &mut lab.nodes[i];
+            node.set_healthy(true);
+            let http_log = std::fs::File::create(node.dir.join("http.log")).expect("http log");
+            node.http = Some(
+                Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &node.namespace,
+                        "python3",
+                        "-m",
+                        "http.server",
+                    ])
+                    .arg(HEALTH_PORT.to_string())
+                    .args(["--bind", "127.0.0.1", "--directory"])
+                    .arg(node.dir.join("www"))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(http_log)
+                    .spawn()
+                    .expect("start the health server"),
+            );
+            lab.start_vip(i);
+        }
+        lab
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.namespace.clone()).collect()
+    }
+
+    fn start_vip(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.starts += 1;
+        let log = std::fs::File::create(node.log()).expect("vip log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &node.namespace])
+            .arg(env!("CARGO_BIN_EXE_control-plane"))
+            .arg("vip")
+            .args(["--address", VIP, "--interface", "eth0"])
+            .args(["--node-name", &node.name])
+            .args(["--etcd-servers", &format!("http://{HUB_ADDRESS}:2379")])
+            .args(["--lease-ttl", &LEASE_TTL.as_secs().to_string()])
+            .args([
+                "--health-url",
+                &format!("http://127.0.0.1:{HEALTH_PORT}/readyz"),
+            ])
+            .args(["--health-interval", "200ms", "--health-failures", "2"])
+            .arg("--status-file")
+            .arg(node.status_file())
+            .env("RUST_LOG", "info,cairn_control_plane=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start control-plane vip");
+        node.vip = Some(child);
+    }
+
+    fn holders(&self) -> Vec<usize> {
+        holders_of(&self.namespaces())
+    }
+
+    /// Everything a failure message needs.
+    fn diagnostics(&self) -> String {
+        let mut text = String::new();
+        for node in &self.nodes {
+            text.push_str(&format!(
+                "--- {} ({}) status: {:?}\n{}\n",
+                node.name,
+                node.namespace,
+                node.status(),
+                tail(&node.log(), 25)
+            ));
+        }
+        text.push_str(&format!(
+            "--- etcd\n{}\n",
+            tail(&self.dir.path().join("etcd.log"), 10)
+        ));
+        text
+    }
+
+    /// Polls until `condition` holds on the holder list.
+    fn wait_for(
+        &self,
+        what: &str,
+        deadline: Duration,
+        condition: impl Fn(&[usize]) -> bool,
+    ) -> (Vec<usize>, Duration) {
+        let start = Instant::now();
+        loop {
+            let holders = self.holders();
+            if condition(&holders) {
+                return (holders, start.elapsed());
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{what}: not within {deadline:?}; holders now: {holders:?}\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn single_holder(&self, what: &str, allowed: &[usize]) -> usize {
+        let (holders, _) =
+            self.wait_for(what, DEADLINE, |h| h.len() == 1 && allowed.contains(&h[0]));
+        holders[0]
+    }
+
+    fn wait_status(&self, i: usize, holder: bool, leader: &str) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let status = self.nodes[i].status();
+            if let Some(status) = &status
+                && status["holder"] == holder
+                && status["leader"] == leader
+            {
+                return status.clone();
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "status of {}: expected holder={holder} leader={leader}, saw {status:?}\n{}",
+                self.nodes[i].name,
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn start_watcher(&mut self) {
+        self.watcher = Some(Watcher::start(self.namespaces()));
+    }
+
+    fn watcher(&self) -> &Watcher {
+        self.watcher.as_ref().expect("watcher started")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.stop();
+        }
+        for node in &mut self.nodes {
+            for child in [node.vip.as_mut(), node.http.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if let Some(etcd) = self.etcd.as_mut() {
+            let _ = etcd.kill();
+            let _ = etcd.wait();
+        }
+        for node in &self.nodes {
+            remove_namespace(&node.namespace);
+        }
+        remove_namespace(&self.hub);
+        let _ = &self.id;
+    }
+}
+
+/// Reads every namespace every 50 ms and records moments with two holders.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    /// Nodes whose address does not count (a killed process leaves it).
+    ignored: Arc<Mutex<HashSet<usize>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+    samples: Arc<Mutex<u64>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(namespaces: Vec<String>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ignored = Arc::new(Mutex::new(HashSet::new()));
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let samples = Arc::new(Mutex::new(0u64));
+        let thread = {
+            let (stop, ignored, violations, samples) = (
+                stop.clone(),
+                ignored.clone(),
+                violations.clone(),
+                samples.clone(),
+            );
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while !stop.load(Ordering::SeqCst) {
+                    let skip = ignored.lock().expect("ignored").clone();
+                    let holders: Vec<usize> = holders_of(&namespaces)
+                        .into_iter()
+                        .filter(|h| !skip.contains(h))
+                        .collect();
+                    if holders.len() > 1 {
+                        violations
+                            .lock()
+                            .expect("violations")
+                            .push(format!("at {:?}: holders {holders:?}", start.elapsed()));
+                    }
+                    *samples.lock().expect("samples") += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        Self {
+            stop,
+            ignored,
+            violations,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    fn ignore(&self, node: usize, ignored: bool) {
+        let mut set = self.ignored.lock().expect("ignored");
+        if ignored {
+            set.insert(node);
+        } else {
+            set.remove(&node);
+        }
+    }
+
+    fn violations(&self) -> Vec<String> {
+        self.violations.lock().expect("violations").clone()
+    }
+
+    fn samples(&self) -> u64 {
+        *self.samples.lock().expect("samples")
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn others(of: usize) -> Vec<usize> {
+    (0..NODES).filter(|i| *i != of).collect()
+}
+
+/// Kills the holder's VIP process with SIGKILL (its address stays, as on a
+/// crashed machine whose neighbours can no longer reach it, so the watcher
+/// ignores that node) and returns the time until another node holds the
+/// VIP. The killed node is restarted and must clean up its stale address.
+fn kill_holder_and_measure(lab: &mut Lab, holder: usize) -> (usize, Duration) {
+    lab.watcher().ignore(holder, true);
+    let killed = Instant::now();
+    if let Some(child) = lab.nodes[holder].vip.as_mut() {
+        child.kill().expect("kill -9 the holder");
+        child.wait().expect("reap the holder");
+    }
+    let (holders, _) = lab.wait_for("failover after kill -9", DEADLINE, |h| {
+        h.iter().any(|x| *x != holder)
+    });
+    let failover = killed.elapsed();
+    let new_holder = holders
+        .into_iter()
+        .find(|x| *x != holder)
+        .expect("new holder");
+    // The restarted process removes the address its predecessor left.
+    lab.start_vip(holder);
+    lab.wait_for("the restarted node drops its stale VIP", DEADLINE, |h| {
+        !h.contains(&holder)
+    });
+    lab.watcher().ignore(holder, false);
+    (new_holder, failover)
+}
+
+#[test]
+fn vip_moves_between_three_namespaces() {
+    let mut lab = Lab::new("a");
+    let all: Vec<usize> = (0..NODES).collect();
+    let first = lab.single_holder("one holder at start", &all);
+    lab.start_watcher();
+    println!("first holder: {}", lab.nodes[first].name);
+
+    // Status files: the holder says so, the others name it as leader.
+    let leader = lab.nodes[first].name.clone();
+    let status = lab.wait_status(first, true, &leader);
+    assert_eq!(status["address"], VIP);
+    assert_eq!(status["interface"], "eth0");
+    assert_eq!(status["node"], leader.as_str());
+    assert_eq!(status["lease_ttl_seconds"], LEASE_TTL.as_secs());
+    let since = status["since"].as_str().expect("since");
+    assert!(since.contains('T') && since.ends_with('Z'), "{since}");
+    for other in others(first) {
+        let status = lab.wait_status(other, false, &leader);
+        assert_eq!(status["node"], lab.nodes[other].name.as_str());
+    }
+
+    // Unhealthy holder: drops the VIP, another takes it.
+    lab.nodes[first].set_healthy(false);
+    let (holders, moved) = lab.wait_for("unhealthy holder replaced", DEADLINE, |h| {
+        h.len() == 1 && h[0] != first
+    });
+    let second = holders[0];
+    println!(
+        "unhealthy {} -> {} in {moved:?}",
+        lab.nodes[first].name, lab.nodes[second].name
+    );
+    lab.wait_status(first, false, &lab.nodes[second].name);
+    lab.nodes[first].set_healthy(true);
+
+    // kill -9 of the holder's process.
+    let (third, failover) = kill_holder_and_measure(&mut lab, second);
+    println!(
+        "kill -9 {} -> {}: failover {failover:?}",
+        lab.nodes[second].name, lab.nodes[third].name
+    );
+    assert!(
+        failover < Duration::from_secs(10),
+        "failover after kill -9 took {failover:?}\n{}",
+        lab.diagnostics()
+    );
+
+    // Cut the holder off: it drops the VIP within its TTL (fencing), and
+    // another node takes it.
+    let cut = lab.single_holder("one holder before the cut", &all);
+    let namespace = lab.nodes[cut].namespace.clone();
+    let cut_at = Instant::now();
+    ip(&["-n", &namespace, "link", "set", "eth0", "down"]);
+    let (_, dropped) = lab.wait_for("cut-off holder drops the VIP", DEADLINE, |h| {
+        !h.contains(&cut)
+    });
+    let (holders, _) = lab.wait_for("another node takes over from the cut one", DEADLINE, |h| {
+        h.len() == 1 && h[0] != cut
+    });
+    let taken = cut_at.elapsed();
+    println!(
+        "cut {}: dropped after {dropped:?}, {} holds after {taken:?}",
+        lab.nodes[cut].name, lab.nodes[holders[0]].name
+    );
+    assert!(
+        dropped <= LEASE_TTL + Duration::from_millis(300),
+        "the cut-off holder kept the VIP for {dropped:?} (TTL {LEASE_TTL:?})\n{}",
+        lab.diagnostics()
+    );
+    ip(&["-n", &namespace, "link", "set", "eth0", "up"]);
+
+    // SIGTERM: released at once, exit 0, another takes over.
+    let holder = lab.single_holder("one holder before SIGTERM", &all);
+    let pid = lab.nodes[holder].vip.as_ref().expect("vip process").id();
+    let signalled = Instant::now();
+    kill(
+        Pid::from_raw(i32::try_from(pid).expect("pid")),
+        Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let (_, released) = lab.wait_for("VIP released on SIGTERM", DEADLINE, |h| {
+        !h.contains(&holder)
+    });
+    let status = lab.nodes[holder]
+        .vip
+        .as_mut()
+        .expect("vip process")
+        .wait()
+        .expect("wait for vip");
+    assert!(
+        status.success(),
+        "vip exited with {status} on SIGTERM\n{}",
+        lab.diagnostics()
+    );
+    assert!(
+        released < Duration::from_secs(2),
+        "SIGTERM released after {released:?}\n{}",
+        lab.diagnostics()
+    );
+    let (holders, _) = lab.wait_for("another node after SIGTERM", DEADLINE, |h| {
+        h.len() == 1 && h[0] != holder
+    });
+    let handover = signalled.elapsed();
+    println!(
+        "SIGTERM {}: released after {released:?}, {} holds after {handover:?}",
+        lab.nodes[holder].name, lab.nodes[holders[0]].name
+    );
+    let status = lab.nodes[holder].status().expect("status after SIGTERM");
+    assert_eq!(status["holder"], false, "{status}");
+
+    let watcher = lab.watcher.take().expect("watcher");
+    let violations = watcher.violations();
+    let samples = watcher.samples();
+    watcher.stop();
+    assert!(
+        violations.is_empty(),
+        "two holders at once: {violations:?}\n{}",
+        lab.diagnostics()
+    );
+    println!("watcher: {samples} samples, never two holders");
+}
+
+#[test]
+#[ignore = "benchmark: 10 kill -9 failovers, prints min/median/max"]
+fn failover_figures() {
+    let mut lab = Lab::new("b");
+    let all: Vec<usize> = (0..NODES).collect();
+    lab.single_holder("one holder at start", &all);
+    lab.start_watcher();
+    let mut figures = Vec::new();
+    for round in 1..=10 {
+        let holder = lab.single_holder("one holder before the kill", &all);
+        // Let the other candidates settle into their campaigns.
+        let (_, failover) = kill_holder_and_measure(&mut lab, holder);
+        println!("round {round}: failover {failover:?}");
+        figures.push(failover);
+    }
+    figures.sort();
+    println!(
+        "failover after kill -9 over {} rounds (lease TTL {LEASE_TTL:?}): min {:?} median {:?} max {:?}",
+        figures.len(),
+        figures[0],
+        figures[figures.len() / 2],
+        figures[figures.len() - 1]
+    );
+    let watcher = lab.watcher.take().expect("watcher");
+    let violations = watcher.violations();
+    watcher.stop();
+    assert!(violations.is_empty(), "two holders at once: {violations:?}");
+}
