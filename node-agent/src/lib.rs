@@ -17,6 +17,7 @@
 //! - [`state`]: the STATE partition on `/var`.
 
 pub mod blockdev;
+pub mod cluster;
 pub mod init;
 pub mod net;
 pub mod process;

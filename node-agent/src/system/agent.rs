@@ -143,6 +143,11 @@ impl Agent {
         *lock(&self.containerd) = Some(settings);
     }
 
+    /// containerd's version once it is ready.
+    pub fn containerd_version(&self) -> Option<String> {
+        lock(&self.facts).containerd_version.clone()
+    }
+
     /// The node's name and first address, once the host is configured.
     pub fn identity(&self) -> (String, Option<IpAddr>) {
         let facts = lock(&self.facts);

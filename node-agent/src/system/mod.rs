@@ -192,6 +192,7 @@ pub fn run(out: Box<dyn Write + Send>) -> ! {
     agent.set_state(cairn_node_api::NodeState::Configuring);
     let _lease_keeper = configure_host(&console, &agent, &config, early_network);
     start_containerd(&console, &agent, &supervisor, &config);
+    start_cluster(&console, &agent, &supervisor, &config);
     agent.set_state(cairn_node_api::NodeState::Running);
     console.line(&format!(
         "node is running (RSS {} KiB)",
@@ -773,6 +774,40 @@ fn start_containerd(
             agent.add_problems([format!("image import: {error}")]);
         }
     }
+}
+
+/// Forms or joins the cluster in a thread of its own (see
+/// [`crate::cluster`]).
+fn start_cluster(
+    console: &Arc<Console>,
+    agent: &Arc<Agent>,
+    supervisor: &Arc<Supervisor>,
+    config: &MachineConfig,
+) {
+    let (hostname, address) = agent.identity();
+    let node_name = match hostname.parse::<cairn_pki::NodeName>() {
+        Ok(name) => name,
+        Err(error) => {
+            console.line(&format!(
+                "cluster: the hostname {hostname:?} is no valid Node name: {error}"
+            ));
+            agent.add_problems([format!("cluster: hostname {hostname:?}: {error}")]);
+            return;
+        }
+    };
+    let Some(address) = address else {
+        console.line("cluster: the node has no address; it cannot form or join a cluster");
+        agent.add_problems(["cluster: no address".to_owned()]);
+        return;
+    };
+    crate::cluster::start(crate::cluster::Context {
+        console: Arc::clone(console),
+        agent: Arc::clone(agent),
+        supervisor: Arc::clone(supervisor),
+        config: config.clone(),
+        node_name,
+        address,
+    });
 }
 
 fn wait_for_end(

@@ -41,6 +41,9 @@ const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub struct LabCluster {
     /// The bootstrap token `node-1` creates and joiners present.
     pub token: String,
+    /// Encrypts the shared CA files for control-plane joiners (64 hex).
+    #[serde(default)]
+    pub certificate_key: String,
     /// Control-plane nodes (`node-1` … `node-N`).
     pub control_planes: usize,
     /// The virtual IP in front of the apiservers, if any.
@@ -54,6 +57,7 @@ impl LabCluster {
     pub fn new(control_planes: usize, vip: bool) -> Self {
         Self {
             token: BootstrapToken::generate().to_string(),
+            certificate_key: cairn_pki::CertificateKey::generate().to_string(),
             control_planes: control_planes.max(1),
             vip: vip.then_some(VIP),
             api_forward: None,
@@ -67,21 +71,40 @@ impl LabCluster {
 
     /// `[cluster]` of the first control-plane node.
     pub fn init_section(&self) -> String {
-        let mut text = format!("\n[cluster]\ntoken = \"{}\"\n", self.token);
-        if let Some(vip) = self.vip {
-            text.push_str(&format!(
-                "\n[cluster.vip]\naddress = \"{vip}\"\ninterface = \"{NODE_INTERFACE}\"\n"
-            ));
-        }
+        let mut text = format!(
+            "\n[cluster]\ntoken = \"{}\"\ncertificate-key = \"{}\"\n",
+            self.token, self.certificate_key
+        );
+        text.push_str(&self.vip_section());
         text
     }
 
-    /// `[join]` of every other node.
-    pub fn join_section(&self, endpoint: &str, ca_cert_hash: &str) -> String {
-        format!(
+    fn vip_section(&self) -> String {
+        self.vip
+            .map(|vip| {
+                format!("\n[cluster.vip]\naddress = \"{vip}\"\ninterface = \"{NODE_INTERFACE}\"\n")
+            })
+            .unwrap_or_default()
+    }
+
+    /// `[join]` of every other node (and, for control planes, the VIP
+    /// and the certificate key).
+    pub fn join_section(&self, endpoint: &str, ca_cert_hash: &str, control_plane: bool) -> String {
+        let mut text = String::new();
+        if control_plane {
+            text.push_str(&self.vip_section());
+        }
+        text.push_str(&format!(
             "\n[join]\nendpoint = \"{endpoint}\"\ntoken = \"{}\"\ndiscovery-token-ca-cert-hash = \"{ca_cert_hash}\"\n",
             self.token
-        )
+        ));
+        if control_plane {
+            text.push_str(&format!(
+                "control-plane = true\ncertificate-key = \"{}\"\n",
+                self.certificate_key
+            ));
+        }
+        text
     }
 }
 
@@ -133,7 +156,11 @@ pub fn form(
     for node in &state.nodes[1..] {
         let base =
             super::default_config(&state.name, &node.name, node.role, node.ip, &admin.ca_pem)?;
-        serve_config(&node.name, base + &cluster.join_section(&endpoint, &hash))?;
+        let control_plane = node.role == cairn_config::NodeRole::ControlPlane;
+        serve_config(
+            &node.name,
+            base + &cluster.join_section(&endpoint, &hash, control_plane),
+        )?;
     }
     for node in &state.nodes[1..] {
         wait_member(state, node, admin, deadline)?;

@@ -1,0 +1,276 @@
+//! Forming or joining the cluster, after the host is configured.
+//!
+//! The machine config decides ([`MachineConfig::cluster_action`]):
+//!
+//! - **init** (a control-plane node without `[join]`), kubeadm's phases
+//!   in order: `certs` + `kubeconfig` (the PKI on STATE, reused on later
+//!   boots), `etcd` (a local TLS member), `control-plane` (apiserver,
+//!   controller manager and, with a VIP, the VIP manager as supervised
+//!   services), `wait-control-plane`, `upload-config`, `cluster-info`,
+//!   `bootstrap-token`, then `register`;
+//! - **join**: token discovery of `cluster-info` (CA pin and JWS checked
+//!   before any credential leaves the node), TLS bootstrap of the node's
+//!   client certificate through a CSR, then `register`;
+//! - **wait**: a worker without `[join]` stays up for `bootstrap join`.
+//!
+//! `register` creates the Node object (addresses, capacity, labels, role
+//! taint) and a heartbeat thread keeps its Lease and Ready condition
+//! current; Ready follows containerd. Every phase is idempotent, so a
+//! reboot runs the same sequence and finds most of it done. Failures are
+//! retried with backoff and shown in the node API status (`cluster`).
+//!
+//! [`plan`] is the pure part (PKI spec and command lines); [`phases`] talks
+//! to the apiserver through `cairn_cluster`.
+
+pub mod control_plane;
+pub mod etcd;
+pub mod host;
+pub mod phases;
+pub mod plan;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_config::{ClusterAction, MachineConfig};
+use cairn_pki::NodeName;
+
+use crate::services::readiness::Readiness;
+use crate::services::supervisor::Supervisor;
+use crate::services::{RestartPolicy, ServiceSpec};
+use crate::system::agent::Agent;
+use crate::system::console::Console;
+use plan::{CommandLine, ControlPlanePlan, EtcdClusterState};
+
+/// How long etcd and the apiserver may take to come up under emulation.
+const SERVICE_DEADLINE: Duration = Duration::from_secs(300);
+
+/// What the cluster thread needs from PID 1.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub console: Arc<Console>,
+    pub agent: Arc<Agent>,
+    pub supervisor: Arc<Supervisor>,
+    pub config: MachineConfig,
+    pub node_name: NodeName,
+    /// The node's address: etcd and the apiserver advertise it, the Node
+    /// object lists it.
+    pub address: IpAddr,
+}
+
+impl Context {
+    fn say(&self, line: &str) {
+        self.console.line(&format!("cluster: {line}"));
+    }
+
+    fn phase(&self, phase: &str) {
+        self.say(&format!("[{phase}]"));
+        self.agent.update_cluster(|status| {
+            phase.clone_into(&mut status.phase);
+            status.error = None;
+        });
+    }
+
+    fn failed(&self, phase: &str, error: &str) {
+        self.say(&format!("[{phase}] failed: {error}"));
+        self.agent.update_cluster(|status| {
+            phase.clone_into(&mut status.phase);
+            status.error = Some(error.to_owned());
+        });
+    }
+}
+
+/// Starts forming or joining in a thread of its own; PID 1 goes on.
+pub fn start(context: Context) {
+    let action = context.config.cluster_action();
+    let name = match action {
+        ClusterAction::Init => "init",
+        ClusterAction::Join => "join",
+        ClusterAction::WaitForJoin => "wait",
+    };
+    context.agent.update_cluster(|status| {
+        name.clone_into(&mut status.action);
+    });
+    if action == ClusterAction::WaitForJoin {
+        context.phase("waiting for a [join] config");
+        return;
+    }
+    let console = Arc::clone(&context.console);
+    let spawned = std::thread::Builder::new()
+        .name("cluster".into())
+        .spawn(move || match action {
+            ClusterAction::Init => init(&context),
+            ClusterAction::Join
+                if context
+                    .config
+                    .join
+                    .as_ref()
+                    .is_some_and(|j| j.control_plane) =>
+            {
+                control_plane::join(&context)
+            }
+            ClusterAction::Join => phases::join(&context),
+            ClusterAction::WaitForJoin => {}
+        });
+    if let Err(error) = spawned {
+        console.line(&format!("cluster: thread not started: {error}"));
+    }
+}
+
+/// Runs `step` until it succeeds, backing off from 2 s to 30 s; the
+/// error of each failure is shown under `phase`.
+pub(crate) fn retry<T>(
+    context: &Context,
+    phase: &str,
+    mut step: impl FnMut() -> Result<T, String>,
+) -> T {
+    let mut pause = Duration::from_secs(2);
+    loop {
+        match step() {
+            Ok(value) => return value,
+            Err(error) => {
+                context.failed(phase, &error);
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+fn init(context: &Context) {
+    let plan = ControlPlanePlan::new(&context.config, context.node_name.clone(), context.address);
+    context.agent.update_cluster(|status| {
+        status.endpoint = Some(plan.endpoint_url());
+    });
+
+    context.phase("certs");
+    retry(context, "certs", || certs(context, &plan));
+
+    context.phase("etcd");
+    let etcd = plan.etcd(&[plan.etcd_member()], EtcdClusterState::New);
+    add_service(
+        context,
+        service("etcd", etcd, Vec::new(), tcp(plan::ETCD_CLIENT_PORT)),
+    );
+    wait_ready(context, "etcd");
+
+    start_control_plane_services(context, &plan);
+    phases::after_control_plane(context, &plan);
+}
+
+/// `control-plane`: the apiserver, the controller manager and, with a
+/// VIP, the VIP manager; waits for the apiserver.
+fn start_control_plane_services(context: &Context, plan: &ControlPlanePlan) {
+    context.phase("control-plane");
+    add_service(
+        context,
+        service(
+            "kube-apiserver",
+            plan.apiserver(),
+            vec!["etcd".into()],
+            tcp(plan.pki.bind_port),
+        ),
+    );
+    add_service(
+        context,
+        service(
+            "kube-controller-manager",
+            plan.controller_manager(),
+            vec!["kube-apiserver".into()],
+            Readiness::Immediate,
+        ),
+    );
+    if let Some(vip) = plan.vip_manager() {
+        add_service(
+            context,
+            service(
+                "vip",
+                vip,
+                vec!["kube-apiserver".into()],
+                Readiness::Immediate,
+            ),
+        );
+    }
+    wait_ready(context, "kube-apiserver");
+}
+
+/// Generates (or completes) the PKI under `/etc/kubernetes`, which points
+/// at STATE so it survives reboots.
+fn certs(context: &Context, plan: &ControlPlanePlan) -> Result<(), String> {
+    link_kubernetes_dir()?;
+    let report = cairn_pki::generate(&plan.pki, &plan.paths, time::OffsetDateTime::now_utc())
+        .map_err(|e| e.to_string())?;
+    for line in report.to_string().lines() {
+        context.say(line);
+    }
+    Ok(())
+}
+
+/// `/etc/kubernetes` → `/var/lib/cairn/kubernetes`: `/etc` is a tmpfs
+/// overlay, STATE is what persists.
+pub(crate) fn link_kubernetes_dir() -> Result<(), String> {
+    let target = Path::new(plan::KUBERNETES_STATE_DIR);
+    std::fs::create_dir_all(target).map_err(|e| format!("creating {}: {e}", target.display()))?;
+    let link = Path::new(plan::KUBERNETES_DIR);
+    match std::fs::read_link(link) {
+        Ok(existing) if existing == target => return Ok(()),
+        Ok(_) => {
+            std::fs::remove_file(link).map_err(|e| format!("replacing {}: {e}", link.display()))?
+        }
+        Err(_) if link.exists() => {
+            return Err(format!(
+                "{} exists and is not a link to {}",
+                link.display(),
+                target.display()
+            ));
+        }
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink(target, link)
+        .map_err(|e| format!("linking {} to {}: {e}", link.display(), target.display()))
+}
+
+fn tcp(port: u16) -> Readiness {
+    Readiness::TcpConnect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn service(
+    name: &str,
+    line: CommandLine,
+    depends_on: Vec<String>,
+    readiness: Readiness,
+) -> ServiceSpec {
+    let mut spec = ServiceSpec::new(name, line.program);
+    spec.args = line.args;
+    spec.depends_on = depends_on;
+    spec.readiness = readiness;
+    spec.ready_timeout = SERVICE_DEADLINE;
+    spec.restart = RestartPolicy::Always;
+    spec.stop_timeout = Duration::from_secs(15);
+    spec
+}
+
+fn add_service(context: &Context, spec: ServiceSpec) {
+    let name = spec.name.clone();
+    match context.supervisor.add(spec) {
+        Ok(()) => context.say(&format!("{name} started")),
+        // Already supervised (an earlier pass of this thread): fine.
+        Err(crate::services::ServiceError::Duplicate(_)) => {}
+        Err(error) => context.failed("services", &format!("{name} not supervised: {error}")),
+    }
+}
+
+fn wait_ready(context: &Context, name: &str) {
+    let started = Instant::now();
+    retry(context, name, || {
+        context
+            .supervisor
+            .wait_ready(name, SERVICE_DEADLINE)
+            .map_err(|e| format!("{name} is not ready: {e}"))
+    });
+    context.say(&format!(
+        "{name} is ready ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    ));
+}
