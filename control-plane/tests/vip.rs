@@ -3,7 +3,8 @@
 //! after a crashed earlier run: everything is named `cairn-vipt-<pid>-*`).
 //!
 //! Topology: a hub namespace with a bridge `br0` (10.77.0.1/24) and etcd
-//! listening on it; three node namespaces, each with a veth `eth0` into the
+//! listening on it (TLS with client certificates from `cairn_pki::generate`,
+//! the kubeadm layout, as in production); three node namespaces, each with a veth `eth0` into the
 //! bridge (10.77.0.11-13/24), a `python3 -m http.server` on 127.0.0.1:8080
 //! whose directory holds `readyz` while the node is to be healthy, and
 //! `control-plane vip --address 10.77.0.100 --interface eth0`.
@@ -147,6 +148,7 @@ struct Lab {
     hub: String,
     dir: tempfile::TempDir,
     etcd: Option<Child>,
+    etcd_url: String,
     nodes: Vec<Node>,
     watcher: Option<Watcher>,
 }
@@ -162,6 +164,7 @@ impl Lab {
             hub: hub.clone(),
             dir,
             etcd: None,
+            etcd_url: format!("https://{HUB_ADDRESS}:2379"),
             nodes: Vec::new(),
             watcher: None,
         };
@@ -210,11 +213,30 @@ impl Lab {
             ]);
             ip(&["-n", &namespace, "link", "set", "eth0", "up"]);
         }
+        // The kubeadm PKI; etcd's serving certificate names the hub address.
+        let spec = cairn_pki::ClusterPkiSpec::new(
+            "hub".parse().expect("node name"),
+            HUB_ADDRESS.parse().expect("hub address"),
+        );
+        cairn_pki::generate(
+            &spec,
+            &cairn_pki::PkiPaths::new(lab.pki(), None),
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("generate the PKI");
         let etcd_log = std::fs::File::create(lab.dir.path().join("etcd.log")).expect("etcd log");
-        let client_url = format!("http://{HUB_ADDRESS}:2379");
+        let client_url = lab.etcd_url.clone();
+        let pki = lab.pki();
         lab.etcd = Some(
             Command::new("ip")
                 .args(["netns", "exec", &hub, "/usr/bin/etcd", "--name", "vipt"])
+                .arg("--cert-file")
+                .arg(pki.join("etcd/server.crt"))
+                .arg("--key-file")
+                .arg(pki.join("etcd/server.key"))
+                .arg("--trusted-ca-file")
+                .arg(pki.join("etcd/ca.crt"))
+                .arg("--client-cert-auth")
                 .arg("--data-dir")
                 .arg(lab.dir.path().join("etcd"))
                 .args(["--listen-client-urls", &client_url])
@@ -256,11 +278,16 @@ impl Lab {
         lab
     }
 
+    fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
     fn namespaces(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.namespace.clone()).collect()
     }
 
     fn start_vip(&mut self, i: usize) {
+        let pki = self.pki();
         let node = &mut self.nodes[i];
         node.starts += 1;
         let log = std::fs::File::create(node.log()).expect("vip log");
@@ -270,7 +297,13 @@ impl Lab {
             .arg("vip")
             .args(["--address", VIP, "--interface", "eth0"])
             .args(["--node-name", &node.name])
-            .args(["--etcd-servers", &format!("http://{HUB_ADDRESS}:2379")])
+            .args(["--etcd-servers", &self.etcd_url])
+            .arg("--etcd-cafile")
+            .arg(pki.join("etcd/ca.crt"))
+            .arg("--etcd-certfile")
+            .arg(pki.join("apiserver-etcd-client.crt"))
+            .arg("--etcd-keyfile")
+            .arg(pki.join("apiserver-etcd-client.key"))
             .args(["--lease-ttl", &LEASE_TTL.as_secs().to_string()])
             .args([
                 "--health-url",
@@ -611,6 +644,20 @@ fn vip_moves_between_three_namespaces() {
     );
     let status = lab.nodes[holder].status().expect("status after SIGTERM");
     assert_eq!(status["holder"], false, "{status}");
+    let log = std::fs::read_to_string(lab.nodes[holder].log()).expect("vip log");
+    for expected in [
+        "acquired VIP",
+        "released VIP",
+        "shutting down",
+        "VIP manager stopped",
+    ] {
+        assert!(
+            log.contains(expected),
+            "the log of {} lacks {expected:?}:\n{}",
+            lab.nodes[holder].name,
+            tail(&lab.nodes[holder].log(), 30)
+        );
+    }
 
     let watcher = lab.watcher.take().expect("watcher");
     let violations = watcher.violations();
