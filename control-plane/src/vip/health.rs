@@ -86,7 +86,7 @@ impl HealthCheck {
             .get(self.url.clone())
             .send()
             .await
-            .map_err(|e| format!("GET {}: {e}", self.url))?;
+            .map_err(|e| format!("GET {}: {}", self.url, error_chain(&e)))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -96,6 +96,19 @@ impl HealthCheck {
             Err(format!("GET {}: {status}: {}", self.url, body.trim()))
         }
     }
+}
+
+/// `error: cause: cause` (reqwest's own message hides the TLS or
+/// connection reason in its sources).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Turns probe results into health changes (see the module documentation).
