@@ -222,7 +222,51 @@ pub fn bootstrap_policy() -> BootstrapPolicy {
         role_bindings: default_role_bindings(),
     };
     add_kubeadm_objects(&mut policy);
+    add_node_self_management(&mut policy);
     policy
+}
+
+/// Kubernetes lets kubelets register their Node, report its status and
+/// renew their Lease through the Node authorizer, which this apiserver does
+/// not have. Binding the whole `system:node` role to `system:nodes` instead
+/// would also let every node read every Secret and ConfigMap, so nodes get
+/// only these grants (not limited to their own objects, which is what the
+/// Node authorizer would add).
+fn add_node_self_management(policy: &mut BootstrapPolicy) {
+    let d = Origin::Defaults;
+    let name = "cairn:node-self-management";
+    policy.cluster_roles.push(cluster_role(
+        name,
+        d,
+        vec![
+            rule(
+                &["create", "get", "list", "watch", "update", "patch"],
+                &[""],
+                &["nodes"],
+            ),
+            rule(&["update", "patch"], &[""], &["nodes/status"]),
+        ],
+    ));
+    policy
+        .cluster_role_bindings
+        .push(cluster_binding(name, name, d, vec![group("system:nodes")]));
+    policy.roles.push(role(
+        "kube-node-lease",
+        name,
+        d,
+        vec![rule(
+            &["get", "create", "update", "patch", "delete"],
+            &["coordination.k8s.io"],
+            &["leases"],
+        )],
+    ));
+    policy.role_bindings.push(role_binding(
+        "kube-node-lease",
+        name,
+        name,
+        d,
+        vec![group("system:nodes")],
+    ));
 }
 
 fn aggregate_to_view_rules() -> Vec<PolicyRule> {
