@@ -10,7 +10,8 @@
 //! `control-plane vip --address 10.77.0.100 --interface eth0`.
 //!
 //! Who holds the VIP is read from the kernel (`ip -n NS -j addr`), polled
-//! with deadlines. A watcher thread reads all namespaces every 50 ms for the
+//! with deadlines; that it was announced is read from the hub's neighbour
+//! table (gratuitous ARP). A watcher thread reads all namespaces every 50 ms for the
 //! whole run and records any moment with two holders.
 //!
 //! Needs root (network namespaces). `failover_figures` (ignored) prints
@@ -181,6 +182,21 @@ impl Lab {
             "br0",
         ]);
         ip(&["-n", &hub, "link", "set", "br0", "up"]);
+        // The hub learns neighbours from gratuitous ARP, so the test sees the
+        // announcements (Linux otherwise only updates existing entries).
+        let out = run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &hub,
+            "sysctl",
+            "-qw",
+            "net.ipv4.conf.br0.arp_accept=1",
+        ]));
+        assert!(
+            out.status.success(),
+            "arp_accept: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for i in 1..=NODES {
             let namespace = format!("{id}-n{i}");
             // Pushed first so that drop removes it even if a step fails.
@@ -392,6 +408,49 @@ impl Lab {
         }
     }
 
+    fn node_mac(&self, i: usize) -> String {
+        let out = run(Command::new("ip").args([
+            "-n",
+            &self.nodes[i].namespace,
+            "-j",
+            "link",
+            "show",
+            "eth0",
+        ]));
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j link");
+        links[0]["address"]
+            .as_str()
+            .expect("MAC address")
+            .to_owned()
+    }
+
+    /// The MAC address the hub has for the VIP (learnt from announcements
+    /// only: nothing in the hub talks to the VIP).
+    fn hub_neighbour(&self) -> Option<String> {
+        let out = run(Command::new("ip").args(["-n", &self.hub, "-j", "neigh", "show", VIP]));
+        let entries: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        entries[0]["lladdr"].as_str().map(str::to_owned)
+    }
+
+    /// Waits until the hub's neighbour table points the VIP at node `i`.
+    fn wait_announced(&self, i: usize) {
+        let mac = self.node_mac(i);
+        let start = Instant::now();
+        loop {
+            let seen = self.hub_neighbour();
+            if seen.as_deref() == Some(mac.as_str()) {
+                return;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "the hub never learnt {VIP} at {} ({mac}) from gratuitous ARP; it has {seen:?}\n{}",
+                self.nodes[i].name,
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn start_watcher(&mut self) {
         self.watcher = Some(Watcher::start(self.namespaces()));
     }
@@ -542,6 +601,7 @@ fn vip_moves_between_three_namespaces() {
     let first = lab.single_holder("one holder at start", &all);
     lab.start_watcher();
     println!("first holder: {}", lab.nodes[first].name);
+    lab.wait_announced(first);
 
     // Status files: the holder says so, the others name it as leader.
     let leader = lab.nodes[first].name.clone();
@@ -568,6 +628,7 @@ fn vip_moves_between_three_namespaces() {
         lab.nodes[first].name, lab.nodes[second].name
     );
     lab.wait_status(first, false, &lab.nodes[second].name);
+    lab.wait_announced(second);
     lab.nodes[first].set_healthy(true);
 
     // kill -9 of the holder's process.
@@ -576,6 +637,7 @@ fn vip_moves_between_three_namespaces() {
         "kill -9 {} -> {}: failover {failover:?}",
         lab.nodes[second].name, lab.nodes[third].name
     );
+    lab.wait_announced(third);
     assert!(
         failover < Duration::from_secs(10),
         "failover after kill -9 took {failover:?}\n{}",

@@ -1,8 +1,8 @@
-//! Gratuitous ARP: telling the segment that the VIP now lives at this
-//! node's MAC address, so switches and neighbours update their tables at
-//! once instead of when their entries time out.
+//! Announcing the VIP: telling the segment that it now lives at this node's
+//! MAC address, so switches and neighbours update their tables at once
+//! instead of when their entries time out.
 //!
-//! The announcement is an ARP *request* with sender IP = target IP = VIP,
+//! IPv4: a gratuitous ARP *request* with sender IP = target IP = VIP,
 //! broadcast (what Linux's `arping -U`, keepalived and kube-vip send): every
 //! host that has the VIP in its cache replaces the MAC address, and nobody
 //! answers. Frames go out on an `AF_PACKET` raw socket bound to nothing
@@ -10,15 +10,19 @@
 //! interface. nix has no safe constructor for `sockaddr_ll`, hence the one
 //! small `unsafe` conversion in [`link_address`].
 //!
-//! IPv6 VIPs are not announced yet (an unsolicited neighbour advertisement
-//! needs an ICMPv6 socket); the run loop logs that once.
+//! IPv6: an unsolicited neighbour advertisement (RFC 4861 7.2.6: Override
+//! set, Solicited clear, with the target link-layer address option) to
+//! all-nodes `ff02::1` on the interface, from a raw ICMPv6 socket (the
+//! kernel fills in the checksum and the source address) with hop limit 255,
+//! as receivers require.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::libc;
 use nix::sys::socket::{
-    AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, SockaddrLike, sendto, socket,
+    AddressFamily, LinkAddr, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn6, SockaddrLike,
+    sendto, setsockopt, socket, sockopt,
 };
 
 use super::VipError;
@@ -60,6 +64,22 @@ pub fn gratuitous_arp_frame(mac: [u8; 6], address: Ipv4Addr) -> Vec<u8> {
     frame
 }
 
+/// The ICMPv6 message of an unsolicited neighbour advertisement of
+/// `address` at `mac` (checksum left to the kernel).
+pub fn neighbour_advertisement(mac: [u8; 6], address: Ipv6Addr) -> Vec<u8> {
+    const NEIGHBOR_ADVERTISEMENT: u8 = 136;
+    const OVERRIDE: u32 = 0x2000_0000;
+    const TARGET_LINK_LAYER_ADDRESS: u8 = 2;
+    let mut message = Vec::with_capacity(32);
+    message.extend_from_slice(&[NEIGHBOR_ADVERTISEMENT, 0, 0, 0]);
+    message.extend_from_slice(&OVERRIDE.to_be_bytes());
+    message.extend_from_slice(&address.octets());
+    // Option: type, length in units of 8 octets, the MAC address.
+    message.extend_from_slice(&[TARGET_LINK_LAYER_ADDRESS, 1]);
+    message.extend_from_slice(&mac);
+    message
+}
+
 /// The link-layer destination of a broadcast ARP frame on `ifindex`.
 #[allow(unsafe_code)]
 fn link_address(ifindex: u32) -> Option<LinkAddr> {
@@ -86,57 +106,88 @@ fn link_address(ifindex: u32) -> Option<LinkAddr> {
     }
 }
 
-/// A raw packet socket sending announcements on one interface.
+#[derive(Debug)]
+enum Destination {
+    Link(LinkAddr),
+    AllNodes(SockaddrIn6),
+}
+
+/// A raw socket sending announcements of the VIP on one interface.
 #[derive(Debug)]
 pub struct Announcer {
     socket: OwnedFd,
-    destination: LinkAddr,
-    frame: Vec<u8>,
+    destination: Destination,
+    packet: Vec<u8>,
     interface: String,
 }
 
 impl Announcer {
-    /// A sender of gratuitous ARP for `address` on the interface `ifindex`
+    /// A sender of announcements for `address` on the interface `ifindex`
     /// whose MAC address is `mac`.
     pub fn new(
         interface: &str,
         ifindex: u32,
         mac: [u8; 6],
-        address: Ipv4Addr,
+        address: IpAddr,
     ) -> Result<Self, VipError> {
-        let arp_error = |operation: &'static str, source: nix::Error| VipError::Arp {
+        let error = |operation: &'static str, source: nix::Error| VipError::Arp {
             operation,
             interface: interface.to_owned(),
             source: source.into(),
         };
-        let destination = link_address(ifindex)
-            .ok_or_else(|| arp_error("building the link-layer address", nix::Error::EINVAL))?;
-        let socket = socket(
-            AddressFamily::Packet,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(|e| arp_error("opening an AF_PACKET socket", e))?;
+        let (socket, destination, packet) = match address {
+            IpAddr::V4(v4) => {
+                let destination = link_address(ifindex)
+                    .ok_or_else(|| error("building the link-layer address", nix::Error::EINVAL))?;
+                let socket = socket(
+                    AddressFamily::Packet,
+                    SockType::Raw,
+                    SockFlag::SOCK_CLOEXEC,
+                    None,
+                )
+                .map_err(|e| error("opening an AF_PACKET socket", e))?;
+                (
+                    socket,
+                    Destination::Link(destination),
+                    gratuitous_arp_frame(mac, v4),
+                )
+            }
+            IpAddr::V6(v6) => {
+                let socket = socket(
+                    AddressFamily::Inet6,
+                    SockType::Raw,
+                    SockFlag::SOCK_CLOEXEC,
+                    SockProtocol::IcmpV6,
+                )
+                .map_err(|e| error("opening an ICMPv6 socket", e))?;
+                setsockopt(&socket, sockopt::Ipv6MulticastHops, &255)
+                    .map_err(|e| error("setting the hop limit to 255", e))?;
+                let all_nodes =
+                    SocketAddrV6::new(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), 0, 0, ifindex);
+                (
+                    socket,
+                    Destination::AllNodes(SockaddrIn6::from(all_nodes)),
+                    neighbour_advertisement(mac, v6),
+                )
+            }
+        };
         Ok(Self {
             socket,
             destination,
-            frame: gratuitous_arp_frame(mac, address),
+            packet,
             interface: interface.to_owned(),
         })
     }
 
     /// Sends one announcement.
     pub fn announce(&self) -> Result<(), VipError> {
-        sendto(
-            self.socket.as_raw_fd(),
-            &self.frame,
-            &self.destination,
-            MsgFlags::empty(),
-        )
-        .map(|_| ())
-        .map_err(|e| VipError::Arp {
-            operation: "sending gratuitous ARP",
+        let fd = self.socket.as_raw_fd();
+        let sent = match &self.destination {
+            Destination::Link(to) => sendto(fd, &self.packet, to, MsgFlags::empty()),
+            Destination::AllNodes(to) => sendto(fd, &self.packet, to, MsgFlags::empty()),
+        };
+        sent.map(|_| ()).map_err(|e| VipError::Arp {
+            operation: "sending the announcement",
             interface: self.interface.clone(),
             source: e.into(),
         })
@@ -162,6 +213,19 @@ mod tests {
         assert_eq!(&frame[32..38], &[0; 6]);
         assert_eq!(&frame[38..42], &[10, 1, 2, 3]);
         assert!(frame[42..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn neighbour_advertisement_layout() {
+        let mac = [0x02, 0, 0, 0, 0, 0x01];
+        let address: Ipv6Addr = "fd00::100".parse().expect("ip");
+        let message = neighbour_advertisement(mac, address);
+        assert_eq!(message.len(), 32);
+        assert_eq!(&message[0..4], &[136, 0, 0, 0]);
+        assert_eq!(&message[4..8], &[0x20, 0, 0, 0]);
+        assert_eq!(&message[8..24], &address.octets());
+        assert_eq!(&message[24..26], &[2, 1]);
+        assert_eq!(&message[26..32], &mac);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   local apiserver answers its readiness URL ([`health`]);
 //! - the leader adds the address to the interface as a host address
 //!   ([`address`], node-agent's rtnetlink) and announces it with a burst of
-//!   gratuitous ARP, then periodically ([`arp`]);
+//!   gratuitous ARP (IPv6: unsolicited neighbour advertisements), then
+//!   periodically ([`arp`]);
 //! - the leader's lease is **fenced** locally: the address is dropped at
 //!   `last keepalive sent + TTL - margin`, before etcd can expire the lease
 //!   and elect someone else, even when etcd is unreachable; it is also
@@ -18,8 +19,8 @@
 //! - the decisions are a sans-IO state machine ([`machine`]), the run loop
 //!   ([`runner`]) carries them out and keeps the status file ([`status`]).
 //!
-//! IPv6 VIPs are added and removed like IPv4 ones but not announced yet (no
-//! unsolicited neighbour advertisement).
+//! IPv6 VIPs are announced with unsolicited neighbour advertisements
+//! instead of gratuitous ARP (the `--arp-*` flags apply to both).
 
 pub mod address;
 pub mod arp;

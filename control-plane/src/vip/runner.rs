@@ -17,7 +17,6 @@
 //! anything else of the same decision.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,13 +77,6 @@ pub async fn run(args: &VipArgs) -> Result<(), VipError> {
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "cannot check for a VIP left by an earlier run"),
     }
-    if args.address.is_ipv6() {
-        tracing::warn!(
-            address = %args.address,
-            "IPv6 VIP: no unsolicited neighbour advertisement is sent (IPv4 only for now)"
-        );
-    }
-
     let (events, mut incoming) = mpsc::channel::<Event>(64);
     let health_task = tokio::spawn(watch_health(
         health,
@@ -331,24 +323,23 @@ impl Runner<'_> {
             campaigned_ms = waited.map(|w| w.as_millis() as u64),
             "acquired VIP"
         );
-        self.announcer = match (self.args.address, link.mac.as_deref().and_then(parse_mac)) {
-            (IpAddr::V4(v4), Some(mac)) => {
-                match Announcer::new(&self.args.interface, link.index, mac, v4) {
+        self.announcer = match link.mac.as_deref().and_then(parse_mac) {
+            Some(mac) => {
+                match Announcer::new(&self.args.interface, link.index, mac, self.args.address) {
                     Ok(announcer) => Some(Arc::new(announcer)),
                     Err(e) => {
-                        tracing::warn!(error = %e, "no gratuitous ARP");
+                        tracing::warn!(error = %e, "the VIP is not announced");
                         None
                     }
                 }
             }
-            (IpAddr::V4(_), None) => {
+            None => {
                 tracing::warn!(
                     interface = %self.args.interface,
-                    "the interface has no MAC address: no gratuitous ARP"
+                    "the interface has no MAC address: the VIP is not announced"
                 );
                 None
             }
-            (IpAddr::V6(_), _) => None,
         };
         if let Some(announcer) = self.announcer.clone() {
             let count = self.args.arp_burst;
@@ -358,7 +349,7 @@ impl Runner<'_> {
                         tokio::time::sleep(ARP_BURST_GAP).await;
                     }
                     if let Err(e) = announcer.announce() {
-                        tracing::warn!(error = %e, "gratuitous ARP failed");
+                        tracing::warn!(error = %e, "announcing the VIP failed");
                     }
                 }
             }));
@@ -370,7 +361,7 @@ impl Runner<'_> {
         if let Some(announcer) = &self.announcer
             && let Err(e) = announcer.announce()
         {
-            tracing::warn!(error = %e, "periodic gratuitous ARP failed");
+            tracing::warn!(error = %e, "periodic announcement of the VIP failed");
         }
     }
 
