@@ -844,6 +844,50 @@ fn default_cluster_roles() -> Vec<ClusterRole> {
             "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
             "kubernetes.io/kube-apiserver-client-kubelet",
         ),
+        // Kubernetes' controller role for the CSR approver and signer
+        // (controller_policy.go).
+        cluster_role(
+            "system:controller:certificate-controller",
+            d,
+            vec![
+                rule(
+                    &["delete", "get", "list", "watch"],
+                    &["certificates.k8s.io"],
+                    &["certificatesigningrequests"],
+                ),
+                rule(
+                    &["update"],
+                    &["certificates.k8s.io"],
+                    &[
+                        "certificatesigningrequests/approval",
+                        "certificatesigningrequests/status",
+                    ],
+                ),
+                named(
+                    &["approve"],
+                    &["certificates.k8s.io"],
+                    &["signers"],
+                    &["kubernetes.io/kube-apiserver-client-kubelet"],
+                ),
+                named(
+                    &["sign"],
+                    &["certificates.k8s.io"],
+                    &["signers"],
+                    &[
+                        "kubernetes.io/legacy-unknown",
+                        "kubernetes.io/kube-apiserver-client",
+                        "kubernetes.io/kube-apiserver-client-kubelet",
+                        "kubernetes.io/kubelet-serving",
+                    ],
+                ),
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
+                rule(EVENT_WRITE, &["", "events.k8s.io"], &["events"]),
+            ],
+        ),
         cluster_role(
             "system:service-account-issuer-discovery",
             d,
@@ -908,6 +952,19 @@ fn default_cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "system:kube-controller-manager",
             d,
             vec![user("system:kube-controller-manager")],
+        ),
+        // Cairn's controller manager runs its controllers with its own
+        // credentials (there is no TokenRequest for per-controller
+        // service-account tokens), so its user is bound to the controller
+        // roles next to the service accounts Kubernetes binds.
+        cluster_binding(
+            "system:controller:certificate-controller",
+            "system:controller:certificate-controller",
+            d,
+            vec![
+                service_account("kube-system", "certificate-controller"),
+                user("system:kube-controller-manager"),
+            ],
         ),
         cluster_binding(
             "system:kube-dns",
@@ -1045,21 +1102,30 @@ fn default_role_bindings() -> Vec<RoleBinding> {
             "system:controller:bootstrap-signer",
             "system:controller:bootstrap-signer",
             d,
-            vec![service_account("kube-system", "bootstrap-signer")],
+            vec![
+                service_account("kube-system", "bootstrap-signer"),
+                user("system:kube-controller-manager"),
+            ],
         ),
         role_binding(
             "kube-system",
             "system:controller:token-cleaner",
             "system:controller:token-cleaner",
             d,
-            vec![service_account("kube-system", "token-cleaner")],
+            vec![
+                service_account("kube-system", "token-cleaner"),
+                user("system:kube-controller-manager"),
+            ],
         ),
         role_binding(
             "kube-public",
             "system:controller:bootstrap-signer",
             "system:controller:bootstrap-signer",
             d,
-            vec![service_account("kube-system", "bootstrap-signer")],
+            vec![
+                service_account("kube-system", "bootstrap-signer"),
+                user("system:kube-controller-manager"),
+            ],
         ),
     ]
 }
