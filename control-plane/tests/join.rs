@@ -8,6 +8,9 @@
 //! approves (or denies) CSRs and signs them with the CA key through
 //! `openssl x509 -req`, an independent implementation. Covered:
 //!
+//! - the client's verbs (get, get_opt, create, the three patch kinds,
+//!   replace with a stale and a current version, delete, list, a chunked
+//!   watch stream) and its error helpers;
 //! - discovery succeeds; a wrong CA pin, an unknown token id and a wrong
 //!   token secret each fail with their own message;
 //! - TLS bootstrap yields a certificate that authenticates as
@@ -160,12 +163,159 @@ fn start() -> (tokio::runtime::Runtime, EtcdFixture, Cluster) {
 #[test]
 fn join() {
     let (_runtime, _etcd, cluster) = start();
+    client_verbs(&cluster.admin);
     discovery_checks(&cluster);
     let node_name: NodeName = "worker-1".parse().expect("name");
     bootstrap_register_and_heartbeat(&cluster, &node_name);
     duplicate_name_is_refused(&cluster, &node_name);
     denied_csr_reports_the_reason(&cluster);
     unanswered_csr_times_out(&cluster);
+}
+
+/// The typed verbs, error helpers and a watch stream (chunked) against
+/// the real server.
+fn client_verbs(admin: &KubeClient) {
+    use cairn_cluster::client::{Patch, WatchEvent};
+    use k8s_openapi::api::core::v1::Namespace;
+
+    let ns = "client-verbs";
+    admin
+        .create(
+            None,
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.into()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .expect("create namespace");
+    let config_map = |name: &str, value: &str| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(BTreeMap::from([("app".to_owned(), "verbs".to_owned())])),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([("k".to_owned(), value.to_owned())])),
+        ..ConfigMap::default()
+    };
+    assert!(
+        admin
+            .get_opt::<ConfigMap>(Some(ns), "a")
+            .expect("get_opt")
+            .is_none()
+    );
+    let missing = admin.get::<ConfigMap>(Some(ns), "a").expect_err("missing");
+    assert!(missing.is_not_found(), "{missing}");
+    assert!(
+        missing
+            .to_string()
+            .contains("/api/v1/namespaces/client-verbs/configmaps/a: 404 NotFound"),
+        "{missing}"
+    );
+
+    let listed = admin
+        .list::<ConfigMap>(Some(ns), &ListParams::labels("app=verbs"))
+        .expect("list");
+    assert!(listed.items.is_empty());
+    assert!(!listed.resource_version.is_empty());
+    let watch = admin
+        .watch::<ConfigMap>(
+            Some(ns),
+            &ListParams::labels("app=verbs"),
+            &listed.resource_version,
+            Duration::from_secs(30),
+        )
+        .expect("watch");
+
+    let created = admin
+        .create(Some(ns), &config_map("a", "1"))
+        .expect("create");
+    let dup = admin
+        .create(Some(ns), &config_map("a", "1"))
+        .expect_err("duplicate");
+    assert!(dup.is_already_exists() && !dup.is_conflict(), "{dup}");
+
+    let merged: ConfigMap = admin
+        .patch(Some(ns), "a", &Patch::Merge(json!({"data": {"m": "2"}})))
+        .expect("merge patch");
+    let strategic: ConfigMap = admin
+        .patch(
+            Some(ns),
+            "a",
+            &Patch::Strategic(json!({"metadata": {"labels": {"s": "3"}}})),
+        )
+        .expect("strategic patch");
+    let patched: ConfigMap = admin
+        .patch(
+            Some(ns),
+            "a",
+            &Patch::Json(json!([{"op": "add", "path": "/data/j", "value": "4"}])),
+        )
+        .expect("json patch");
+    assert_eq!(merged.data.expect("data")["m"], "2");
+    assert_eq!(strategic.metadata.labels.expect("labels")["s"], "3");
+    let data = patched.data.clone().expect("data");
+    assert_eq!((data["k"].as_str(), data["j"].as_str()), ("1", "4"));
+
+    // A replace based on the first version is stale.
+    let stale = admin
+        .replace(Some(ns), "a", &created)
+        .expect_err("stale replace");
+    assert!(stale.is_conflict(), "{stale}");
+    let mut current = patched;
+    current
+        .data
+        .get_or_insert_with(BTreeMap::new)
+        .insert("r".into(), "5".into());
+    admin
+        .replace(Some(ns), "a", &current)
+        .expect("replace with the current version");
+    admin.delete::<ConfigMap>(Some(ns), "a").expect("delete");
+    let gone = admin
+        .delete::<ConfigMap>(Some(ns), "a")
+        .expect_err("deleted twice");
+    assert!(gone.is_not_found(), "{gone}");
+
+    let mut seen = Vec::new();
+    for event in watch {
+        let event = event.expect("watch event");
+        let label = match &event {
+            WatchEvent::Added(cm) => format!("ADDED {:?}", cm.metadata.name),
+            WatchEvent::Modified(cm) => format!("MODIFIED {:?}", cm.metadata.name),
+            WatchEvent::Deleted(cm) => format!("DELETED {:?}", cm.metadata.name),
+            WatchEvent::Bookmark { .. } => continue,
+            other => panic!("unexpected watch event {other:?}"),
+        };
+        seen.push(label);
+        if seen.last().is_some_and(|l| l.starts_with("DELETED")) {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            "ADDED Some(\"a\")",
+            "MODIFIED Some(\"a\")",
+            "MODIFIED Some(\"a\")",
+            "MODIFIED Some(\"a\")",
+            "MODIFIED Some(\"a\")",
+            "DELETED Some(\"a\")",
+        ]
+    );
+
+    // Without credentials the server's 403 Status comes back as an API
+    // error with its helper.
+    let forbidden = KubeClient::new(
+        admin.server_url(),
+        admin.trust().clone(),
+        cairn_cluster::client::Credentials::Anonymous,
+    )
+    .expect("anonymous client")
+    .list::<ConfigMap>(Some(ns), &ListParams::default())
+    .expect_err("anonymous list");
+    assert!(forbidden.is_forbidden(), "{forbidden}");
 }
 
 fn discovery_checks(c: &Cluster) {
