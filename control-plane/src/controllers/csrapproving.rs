@@ -158,7 +158,21 @@ impl CsrApprover {
     /// One pass over all CSRs.
     pub fn sync(&mut self, api: &dyn ClusterApi) -> Result<(), ApiError> {
         let mut first_error = None;
-        for csr in api.list_csrs()? {
+        let csrs = api.list_csrs()?;
+        // Forget what was reported about requests that are gone, so the
+        // set does not grow with every CSR ever seen.
+        let present: BTreeSet<(String, String)> = csrs
+            .iter()
+            .map(|c| {
+                (
+                    name_of(c).to_owned(),
+                    c.metadata.uid.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        self.reported
+            .retain(|(name, uid, _)| present.contains(&(name.clone(), uid.clone())));
+        for csr in csrs {
             if let Err(e) = self.handle(api, csr) {
                 tracing::warn!(controller = "csrapproving", "{e}");
                 first_error.get_or_insert(e);

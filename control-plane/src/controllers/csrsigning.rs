@@ -397,7 +397,7 @@ impl CsrSigner {
                             controller = "csrsigning",
                             csr = name_of(&csr),
                             signer = csr.spec.signer_name.as_str(),
-                            validity = ?self.ca.validity(csr.spec.expiration_seconds),
+                            validity = %super::duration::GoDuration(self.ca.validity(csr.spec.expiration_seconds)),
                             "signed certificate"
                         );
                         Ok(())

@@ -77,11 +77,10 @@ impl ClusterApi for KubeApi {
     ) -> Result<(), ApiError> {
         let operation = format!("delete secret {namespace}/{name}");
         let path = cairn_cluster::client::object_path::<Secret>(Some(namespace), name);
-        let options = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "preconditions": uid.map(|uid| serde_json::json!({"uid": uid})),
-        });
+        let mut options = serde_json::json!({"apiVersion": "v1", "kind": "DeleteOptions"});
+        if let Some(uid) = uid {
+            options["preconditions"] = serde_json::json!({"uid": uid});
+        }
         let body = serde_json::to_vec(&options)
             .map_err(|e| ApiError::new(ApiErrorKind::Other, operation.clone(), e.to_string()))?;
         let (status, answer) = self
