@@ -134,6 +134,11 @@ fn publish_join_material(admin: &KubeClient, server: &str, ca_pem: &str, token: 
 }
 
 fn start() -> (tokio::runtime::Runtime, EtcdFixture, Cluster) {
+    // The library's own log (API calls, CSR waits) shows with a failure.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("cairn_cluster=debug")
+        .with_test_writer()
+        .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
