@@ -311,14 +311,14 @@ impl Heartbeat {
         ready: Result<(), String>,
     ) -> Result<TickOutcome, NodeError> {
         let now = OffsetDateTime::now_utc();
-        let lease_created = self.renew_lease(client, now)?;
+        let lease_created = retry_on_conflict(|| self.renew_lease(client, now))?;
         let not_ready = ready.err();
         let due = match &self.last_report {
             None => true,
             Some((at, previous)) => *previous != not_ready || at.elapsed() >= self.status_interval,
         };
         if due {
-            self.report_conditions(client, not_ready.as_deref(), now)?;
+            retry_on_conflict(|| self.report_conditions(client, not_ready.as_deref(), now))?;
             self.last_report = Some((Instant::now(), not_ready));
         }
         Ok(TickOutcome {
@@ -425,6 +425,27 @@ impl Heartbeat {
     }
 }
 
+/// Attempts of a read-modify-write that lost a race.
+const CONFLICT_ATTEMPTS: usize = 3;
+
+/// Runs a read-modify-write again when another writer changed the object
+/// between our read and our write (the node lifecycle controller and
+/// others update Nodes too); other errors are returned at once.
+fn retry_on_conflict<T>(mut attempt: impl FnMut() -> Result<T, NodeError>) -> Result<T, NodeError> {
+    let mut tries = 1;
+    loop {
+        match attempt() {
+            Err(NodeError::Api { source, step })
+                if source.is_conflict() && tries < CONFLICT_ATTEMPTS =>
+            {
+                tracing::debug!(%step, tries, "write conflict; reading again");
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// (type, status, reason, message) of the conditions kubelet owns.
 fn kubelet_conditions(
     not_ready: Option<&str>,
@@ -522,6 +543,47 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+
+    fn api_failure(status: u16, reason: &str) -> NodeError {
+        NodeError::Api {
+            step: "writing".into(),
+            source: Box::new(client::Error::Api {
+                method: "PATCH".into(),
+                url: "https://h/api/v1/nodes/n/status".into(),
+                status,
+                reason: reason.into(),
+                message: "the object has been modified".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn conflicts_are_retried_a_few_times_other_errors_not() {
+        let mut calls = 0;
+        let result = retry_on_conflict(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(api_failure(409, "Conflict"))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(result.expect("third attempt"), 3);
+        let mut calls = 0;
+        let result: Result<(), _> = retry_on_conflict(|| {
+            calls += 1;
+            Err(api_failure(409, "Conflict"))
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, CONFLICT_ATTEMPTS);
+        let mut calls = 0;
+        let result: Result<(), _> = retry_on_conflict(|| {
+            calls += 1;
+            Err(api_failure(403, "Forbidden"))
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, 1);
+    }
 
     #[test]
     fn quantities_as_kubelet_reports_them() {
