@@ -24,8 +24,8 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_pki::NodeName;
 use cairn_pki::kubeconfig::{ClientCredentials, Kubeconfig};
+use cairn_pki::{BootstrapToken, NodeName};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
@@ -34,6 +34,7 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::client::{self, Credentials, KubeClient, ListParams, ServerTrust, WatchEvent};
+use crate::discovery::ClusterInfo;
 
 /// The signer kubelets ask for their client certificates.
 pub const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
@@ -100,6 +101,9 @@ impl NodeCredentials {
 /// Why TLS bootstrap failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsBootstrapError {
+    /// The node name is not a valid Node name.
+    #[error("invalid node name: {0}")]
+    InvalidNodeName(String),
     /// A Node of this name is already registered.
     #[error(
         "a Node named {node} already exists in the cluster; give this machine another name, \
@@ -210,6 +214,29 @@ fn csr_state(csr: &CertificateSigningRequest) -> CsrState {
             approved: active("Approved").is_some(),
         },
     }
+}
+
+/// TLS bootstrap right after [`discover`](crate::discovery::discover):
+/// builds the token client for the discovered server and CA, then runs
+/// [`request_node_certificate`] for `node_name`.
+pub fn bootstrap(
+    info: &ClusterInfo,
+    token: &BootstrapToken,
+    node_name: &str,
+    wait: Duration,
+) -> Result<NodeCredentials, TlsBootstrapError> {
+    let node: NodeName = node_name
+        .parse()
+        .map_err(|e: cairn_pki::types::InvalidValue| {
+            TlsBootstrapError::InvalidNodeName(e.to_string())
+        })?;
+    let client = info
+        .bootstrap_client(token)
+        .map_err(|source| TlsBootstrapError::Api {
+            step: format!("building the bootstrap client for {}", info.server),
+            source: Box::new(source),
+        })?;
+    request_node_certificate(&client, &node, wait)
 }
 
 /// Runs TLS bootstrap for `node` with a token-authenticated `client`

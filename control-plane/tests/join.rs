@@ -750,9 +750,14 @@ fn bootstrap_register_and_heartbeat(c: &Cluster, node_name: &NodeName) {
 
 fn duplicate_name_is_refused(c: &Cluster, node_name: &NodeName) {
     let info = discovery::discover(&c.endpoint, &c.token, &c.pin).expect("discovery");
-    let client = info.bootstrap_client(&c.token).expect("bootstrap client");
     let before = csr_names(&c.admin);
-    let err = tls_bootstrap::request_node_certificate(&client, node_name, DEADLINE)
+    let err =
+        tls_bootstrap::bootstrap(&info, &c.token, "Worker_1", DEADLINE).expect_err("invalid name");
+    assert!(
+        matches!(err, TlsBootstrapError::InvalidNodeName(_)),
+        "{err:?}"
+    );
+    let err = tls_bootstrap::bootstrap(&info, &c.token, node_name.as_str(), DEADLINE)
         .expect_err("duplicate name");
     assert!(
         matches!(&err, TlsBootstrapError::DuplicateNode { node } if node == node_name),
