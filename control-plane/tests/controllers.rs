@@ -7,7 +7,8 @@
 //! Covered: cluster-info signing and unsigning as tokens come and go
 //! (signatures checked with `cairn_cluster::jws::verify_detached`), the
 //! token cleaner, auto-approval and signing of a kubelet client CSR made
-//! with a bootstrap token (certificate checked against `ca.crt`), CSRs
+//! with a bootstrap token (certificate checked against `ca.crt`) and its
+//! renewal by the node itself (selfnodeclient), CSRs
 //! that must stay pending (wrong O, requester without the nodeclient
 //! permission), a signer this controller manager does not own, admin
 //! approved `kube-apiserver-client` and `kubelet-serving` requests, and
@@ -255,6 +256,11 @@ fn wait_for<T>(
 
 /// A PEM PKCS#10 request signed by a fresh P-256 key.
 fn csr_pem(cn: &str, organizations: &[&str], sans: Vec<rcgen::SanType>) -> String {
+    csr_and_key(cn, organizations, sans).0
+}
+
+/// A PEM PKCS#10 request and its PKCS#8 PEM key.
+fn csr_and_key(cn: &str, organizations: &[&str], sans: Vec<rcgen::SanType>) -> (String, String) {
     let key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::default();
     let mut dn = rcgen::DistinguishedName::new();
@@ -264,11 +270,12 @@ fn csr_pem(cn: &str, organizations: &[&str], sans: Vec<rcgen::SanType>) -> Strin
     dn.push(rcgen::DnType::CommonName, cn);
     params.distinguished_name = dn;
     params.subject_alt_names = sans;
-    params
+    let pem = params
         .serialize_request(&key)
         .expect("csr")
         .pem()
-        .expect("pem")
+        .expect("pem");
+    (pem, key.serialize_pem())
 }
 
 fn csr_object(name: &str, pem: &str, signer: &str, usages: &[&str]) -> CertificateSigningRequest {
@@ -605,12 +612,8 @@ fn csr_approval_and_signing() {
     approve_as_admin(&cluster, "custom-signer");
 
     let manager = cluster.controller_manager("cm", &["--cluster-signing-duration=720h"]);
-    let good = csr_object(
-        "node-csr-good",
-        &csr_pem("system:node:worker-1", &["system:nodes"], Vec::new()),
-        KUBELET_CLIENT,
-        &kubelet_usages,
-    );
+    let (good_pem, good_key) = csr_and_key("system:node:worker-1", &["system:nodes"], Vec::new());
+    let good = csr_object("node-csr-good", &good_pem, KUBELET_CLIENT, &kubelet_usages);
     joiner
         .create(None, &good)
         .expect("create csr as the bootstrap token");
@@ -652,6 +655,68 @@ fn csr_approval_and_signing() {
     assert!(
         info.not_before < now - time::Duration::minutes(4),
         "not backdated"
+    );
+
+    // Rotation: the node, authenticated by that certificate, asks for a
+    // new one for itself; approved under selfnodeclient. Kubernetes lets
+    // nodes create CSRs through the Node authorizer, which this apiserver
+    // does not have; the admin grants it here the way the bootstrap policy
+    // would have to.
+    cluster
+        .admin
+        .create(
+            None,
+            &ClusterRoleBinding {
+                metadata: meta("nodes-create-csrs", None),
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "ClusterRole".into(),
+                    name: "system:node-bootstrapper".into(),
+                },
+                subjects: Some(vec![Subject {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Group".into(),
+                    name: "system:nodes".into(),
+                    namespace: None,
+                }]),
+            },
+        )
+        .expect("let nodes create CSRs");
+    let node = KubeClient::new(
+        &format!("https://127.0.0.1:{}", cluster.server.port),
+        ServerTrust::CaPem(cluster.ca_pem()),
+        Credentials::ClientCertificate {
+            cert_pem: pem.clone().into_bytes(),
+            key_pem: good_key.into_bytes(),
+        },
+    )
+    .expect("node client");
+    let renewal = csr_object(
+        "node-csr-renewal",
+        &csr_pem("system:node:worker-1", &["system:nodes"], Vec::new()),
+        KUBELET_CLIENT,
+        &kubelet_usages,
+    );
+    wait_for("the node may create CSRs", &context, || {
+        node.create(None, &renewal)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    let renewed = wait_for("node-csr-renewal approved and issued", &context, || {
+        let csr = cluster.csr("node-csr-renewal");
+        certificate(&csr)
+            .map(|_| csr.clone())
+            .ok_or_else(|| summary(&csr))
+    });
+    assert_eq!(
+        renewed.spec.username.as_deref(),
+        Some("system:node:worker-1")
+    );
+    assert!(
+        conditions(&renewed).iter().any(|c| c.message.as_deref()
+            == Some("Auto approving self kubelet client certificate after SubjectAccessReview.")),
+        "{}",
+        summary(&renewed)
     );
 
     // An admin-approved apiserver client request, valid for one hour.
