@@ -70,6 +70,14 @@ struct UserEntry {
     token: Option<String>,
     #[serde(default, rename = "tokenFile")]
     token_file: Option<PathBuf>,
+    /// Credential plugins and basic auth are not supported; their presence
+    /// is an error rather than a silent fall back to anonymous.
+    #[serde(default)]
+    exec: Option<serde_yaml::Value>,
+    #[serde(default)]
+    auth_provider: Option<serde_yaml::Value>,
+    #[serde(default)]
+    username: Option<String>,
 }
 
 /// What the current context resolves to.
@@ -189,6 +197,18 @@ pub(crate) fn resolve(yaml: &str, origin: &str, base_dir: Option<&Path>) -> Resu
         }
     };
     let user_entry = &user.value;
+    let unsupported = [
+        ("exec", user_entry.exec.is_some()),
+        ("auth-provider", user_entry.auth_provider.is_some()),
+        ("username/password", user_entry.username.is_some()),
+    ];
+    if let Some((what, _)) = unsupported.iter().find(|(_, present)| *present) {
+        return Err(loader.error(format!(
+            "user {:?} authenticates with {what}, which is not supported \
+             (use a client certificate or a token)",
+            user.name
+        )));
+    }
     let cert = loader.material(
         &user_entry.client_certificate_data,
         &user_entry.client_certificate,
@@ -316,6 +336,15 @@ mod tests {
         );
         let err = resolve(&half, "x", None).expect_err("half");
         assert!(err.to_string().contains("not both"), "{err}");
+
+        let exec = format!(
+            "current-context: c\nclusters:\n- name: k\n  cluster: {{server: https://h, certificate-authority-data: {}}}\n\
+             contexts:\n- name: c\n  context: {{cluster: k, user: u}}\n\
+             users:\n- name: u\n  user:\n    exec: {{command: aws}}\n",
+            b64("CA")
+        );
+        let err = resolve(&exec, "x", None).expect_err("exec");
+        assert!(err.to_string().contains("authenticates with exec"), "{err}");
 
         let err = resolve("current-context: ''\n", "x", None).expect_err("no context");
         assert!(

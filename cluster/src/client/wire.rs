@@ -239,7 +239,13 @@ impl<R: BufRead> Read for Body<R> {
         match self {
             Body::Chunked(reader) => reader.read(buf),
             Body::Sized(reader) => reader.read(buf),
-            Body::UntilClose(reader) => reader.read(buf),
+            // Without framing, the end of the connection is the end of the
+            // body; a peer that closes without TLS close_notify is then not
+            // an error (nothing could tell a truncation apart anyway).
+            Body::UntilClose(reader) => match reader.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
         }
     }
 }
