@@ -17,7 +17,9 @@
 //!   `system:node:<name>` (SelfSubjectReview), registers the Node and keeps
 //!   its Lease and Ready condition, read back as the admin;
 //! - a second join under the same name is refused; a denied CSR reports
-//!   the reason; an unanswered CSR times out naming the CSR.
+//!   the reason; an unanswered CSR times out naming the CSR;
+//! - nodes owe their Node and Lease writes to the policy's
+//!   `cairn:node-self-management` bindings: without them, forbidden.
 
 mod common;
 
@@ -171,10 +173,11 @@ fn join() {
     client_verbs(&cluster.admin);
     discovery_checks(&cluster);
     let node_name: NodeName = "worker-1".parse().expect("name");
-    bootstrap_register_and_heartbeat(&cluster, &node_name);
+    let node_client = bootstrap_register_and_heartbeat(&cluster, &node_name);
     duplicate_name_is_refused(&cluster, &node_name);
     denied_csr_reports_the_reason(&cluster);
     unanswered_csr_times_out(&cluster);
+    node_writes_rest_on_the_policy_grant(&cluster, &node_client, &node_name);
 }
 
 /// The typed verbs, error helpers and a watch stream (chunked) against
@@ -522,7 +525,7 @@ fn ready_condition(node: &Node) -> (String, String, String) {
         .unwrap_or_default()
 }
 
-fn bootstrap_register_and_heartbeat(c: &Cluster, node_name: &NodeName) {
+fn bootstrap_register_and_heartbeat(c: &Cluster, node_name: &NodeName) -> KubeClient {
     let info = discovery::discover(&c.endpoint, &c.token, &c.pin).expect("discovery");
     let bootstrap_client = info.bootstrap_client(&c.token).expect("bootstrap client");
     let known = csr_names(&c.admin);
@@ -746,6 +749,34 @@ fn bootstrap_register_and_heartbeat(c: &Cluster, node_name: &NodeName) {
         .find(|a| a.type_ == "InternalIP")
         .map(|a| a.address);
     assert_eq!(internal.as_deref(), Some("10.5.0.12"));
+    node_client
+}
+
+/// Nodes write their Node and Lease through the apiserver policy's
+/// `cairn:node-self-management` grants (there is no Node authorizer):
+/// without the bindings the heartbeat is forbidden. Runs last.
+fn node_writes_rest_on_the_policy_grant(c: &Cluster, node_client: &KubeClient, node: &NodeName) {
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+
+    let name = "cairn:node-self-management";
+    c.admin
+        .delete::<ClusterRoleBinding>(None, name)
+        .expect("delete the ClusterRoleBinding");
+    c.admin
+        .delete::<RoleBinding>(Some("kube-node-lease"), name)
+        .expect("delete the RoleBinding");
+    let mut heartbeat = Heartbeat::new(node.clone());
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match heartbeat.tick(node_client, Ok(())) {
+            Err(node::NodeError::Api { source, .. }) if source.is_forbidden() => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "the heartbeat still works {DEADLINE:?} after the grants were removed: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn duplicate_name_is_refused(c: &Cluster, node_name: &NodeName) {
