@@ -149,9 +149,10 @@ pub struct QemuUpArgs {
     /// workers (same as --control-planes 1 --workers N-1)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=89), conflicts_with_all = ["control_planes", "workers"])]
     pub nodes: Option<u16>,
-    /// Control-plane nodes (node-1 ... node-N). Only 1 is supported today:
-    /// control-plane join is not implemented yet
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1))]
+    /// Control-plane nodes (node-1 ... node-N): node-1 initialises the
+    /// cluster, the others join it as control planes (own etcd member,
+    /// apiserver, controller manager and VIP manager)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
     pub control_planes: u16,
     /// Worker nodes after the control-plane nodes
     #[arg(long, value_name = "M", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=88))]

@@ -1,8 +1,10 @@
-//! Cluster scenarios in QEMU: nodes form a Kubernetes cluster from machine
-//! configs alone (node-1 initialises, the others join with the token and
-//! the CA pin the lab serves them), a stock kubectl lists them through the
-//! VIP, and joins with bad material are refused with messages that say
-//! what is wrong and what to do.
+//! Cluster scenarios in QEMU: three control planes and a worker form a
+//! Kubernetes cluster from machine configs alone (node-1 initialises, the
+//! others join with the token, the CA pin and, for control planes, the
+//! certificate key the lab serves them); a stock kubectl lists them
+//! through the VIP; etcd has three voters; joins with bad material are
+//! refused with messages that say what is wrong and what to do; the VIP
+//! moves when its holder is killed or cut off, and is never held twice.
 //!
 //! One lab serves every check: forming it under TCG costs minutes.
 
@@ -14,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use cairn_cluster::client::{Credentials, KubeClient, ServerTrust};
 use cairn_pki::BootstrapToken;
-use cairn_qemu_tests::lab::cluster::{CA_PATH, VIP};
+use cairn_qemu_tests::lab::cluster::{CA_PATH, ETCD_PORT};
 use cairn_qemu_tests::lab::ready::Auth;
 use cairn_qemu_tests::lab::{Lab, LabSpec};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 const FORM: Duration = Duration::from_secs(1200);
@@ -46,27 +48,239 @@ fn consoles(lab: &Lab) -> String {
         .join("\n")
 }
 
+struct Ha {
+    lab: Lab,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl Ha {
+    fn fail(&self, what: &str) -> ! {
+        panic!("{what}\n{}", consoles(&self.lab))
+    }
+
+    /// Control-plane nodes reporting that they hold the VIP.
+    fn vip_holders(&self) -> Vec<String> {
+        self.lab
+            .nodes()
+            .iter()
+            .filter(|n| n.role == cairn_config::NodeRole::ControlPlane)
+            .filter(|n| self.lab.state().is_running(&n.name))
+            .filter(|n| {
+                self.lab
+                    .status(&n.name)
+                    .ok()
+                    .and_then(|s| s.cluster)
+                    .is_some_and(|c| c.vip_holder)
+            })
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    fn wait_single_holder(&self, not: Option<&str>, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let holders = self.vip_holders();
+            if holders.len() == 1 && Some(holders[0].as_str()) != not {
+                return holders[0].clone();
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "expected exactly one VIP holder (not {not:?}) within {} s, saw {holders:?}",
+                    timeout.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn wait_member(&mut self, node: &str, timeout: Duration) {
+        let result = self.lab.wait_status(node, timeout, |s| {
+            s.cluster.as_ref().is_some_and(|c| c.member)
+        });
+        if let Err(e) = result {
+            self.fail(&format!("{node} did not become a member again: {e}"));
+        }
+    }
+
+    /// A client through the VIP forward with short timeouts.
+    fn vip_client(&self) -> KubeClient {
+        KubeClient::from_kubeconfig(&self.kubeconfig)
+            .expect("admin client")
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_io_timeout(Duration::from_secs(3))
+    }
+
+    /// Waits until the API answers `/readyz` through the VIP.
+    fn wait_api(&self, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            if let Ok((200, _)) = self.vip_client().request("GET", "/readyz", None) {
+                return started.elapsed();
+            }
+            if started.elapsed() > timeout {
+                self.fail(&format!(
+                    "the API did not answer through the VIP within {} s",
+                    timeout.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// etcd's voting members, asked through node-1's etcd forward with
+    /// node-1's apiserver-etcd-client certificate.
+    fn etcd_voters(&self, via: &str) -> Vec<String> {
+        let node = self.lab.node(via).expect("node");
+        let api = self.lab.client(via, Auth::Admin).expect("node API client");
+        let read = |path: &str| {
+            api.read(path)
+                .unwrap_or_else(|e| self.fail(&format!("reading {path}: {e}")))
+        };
+        let forward = node.forwards.get(&ETCD_PORT).expect("etcd forward");
+        let client = KubeClient::new(
+            &format!("https://{forward}"),
+            ServerTrust::CaPem(read("/etc/kubernetes/pki/etcd/ca.crt")),
+            Credentials::ClientCertificate {
+                cert_pem: read("/etc/kubernetes/pki/apiserver-etcd-client.crt"),
+                key_pem: read("/etc/kubernetes/pki/apiserver-etcd-client.key"),
+            },
+        )
+        .and_then(|c| c.with_server_name("localhost"))
+        .expect("etcd client");
+        let (status, body) = client
+            .request("POST", "/v3/cluster/member/list", Some(b"{}"))
+            .unwrap_or_else(|e| self.fail(&format!("etcd member list: {e}")));
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("etcd JSON");
+        value["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| !m["isLearner"].as_bool().unwrap_or(false))
+            .filter_map(|m| m["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// Host-observed times of `vip: holding|released` console lines, from all
+/// control planes, read from their serial logs as QEMU writes them. The
+/// host clock is the one timeline every VM shares.
+struct VipTimeline {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<(Instant, String, bool)>>>,
+}
+
+impl VipTimeline {
+    fn start(lab: &Lab) -> Self {
+        let logs: Vec<(String, std::path::PathBuf, u64)> = lab
+            .nodes()
+            .iter()
+            .filter(|n| n.role == cairn_config::NodeRole::ControlPlane)
+            .map(|n| {
+                let size = std::fs::metadata(&n.serial_log)
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                (n.name.clone(), n.serial_log.clone(), size)
+            })
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut offsets: Vec<u64> = logs.iter().map(|l| l.2).collect();
+            let mut partial: Vec<String> = vec![String::new(); logs.len()];
+            let mut events = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                for (i, (name, path, _)) in logs.iter().enumerate() {
+                    use std::io::{Read, Seek, SeekFrom};
+                    let Ok(mut file) = std::fs::File::open(path) else {
+                        continue;
+                    };
+                    if file.seek(SeekFrom::Start(offsets[i])).is_err() {
+                        continue;
+                    }
+                    let mut bytes = Vec::new();
+                    if file.read_to_end(&mut bytes).is_err() {
+                        continue;
+                    }
+                    offsets[i] += bytes.len() as u64;
+                    partial[i].push_str(&String::from_utf8_lossy(&bytes));
+                    let now = Instant::now();
+                    while let Some(end) = partial[i].find('\n') {
+                        let line: String = partial[i].drain(..=end).collect();
+                        if line.contains("vip: holding") {
+                            events.push((now, name.clone(), true));
+                        } else if line.contains("vip: released") {
+                            events.push((now, name.clone(), false));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            events
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and checks that no two nodes held the VIP at once.
+    fn finish(mut self) -> Vec<(Instant, String, bool)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+fn assert_never_two_holders(events: &[(Instant, String, bool)], initial: &str) {
+    let mut holding: Vec<String> = vec![initial.to_owned()];
+    for (_, node, holds) in events {
+        if *holds {
+            holding.push(node.clone());
+        } else {
+            holding.retain(|n| n != node);
+        }
+        assert!(
+            holding.len() <= 1,
+            "two nodes held the VIP at once: {holding:?}; timeline {:?}",
+            events
+                .iter()
+                .map(|(at, n, h)| format!(
+                    "{:?} {n} {}",
+                    at.duration_since(events[0].0),
+                    if *h { "holding" } else { "released" }
+                ))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
 #[test]
-fn a_control_plane_and_two_workers_form_a_cluster_behind_the_vip() {
-    let mut spec = LabSpec::with_cluster("ct-form", common::image(), 1, 2, true);
-    spec.memory_mib = 2048;
+fn three_control_planes_and_a_worker_form_a_cluster_and_the_vip_fails_over() {
+    let mut spec = LabSpec::with_cluster("ct-ha", common::image(), 3, 1, true);
+    spec.memory_mib = 1536;
     let mut lab = Lab::up(spec).unwrap_or_else(|e| panic!("lab up: {e}"));
     let formed = lab
         .form_cluster(FORM)
         .unwrap_or_else(|e| panic!("forming the cluster: {e}\n{}", consoles(&lab)));
     for (node, took) in &formed.members {
         eprintln!(
-            "{node} became a member {:.1} s after node-1 booted",
+            "{node} became a member {:.1} s after the lab started forming",
             took.as_secs_f64()
         );
     }
+    let ha = Ha {
+        lab,
+        kubeconfig: formed.kubeconfig.clone(),
+    };
+    let names = ["node-1", "node-2", "node-3", "node-4"];
 
-    // A stock kubectl through the VIP's forward lists every node, Ready
-    // once containerd runs (it does before the node registers).
-    let kubeconfig = formed.kubeconfig.clone();
+    // A stock kubectl through the VIP lists every node, Ready.
     let deadline = Instant::now() + Duration::from_secs(300);
-    let nodes = loop {
-        let json = kubectl(&kubeconfig, &["get", "nodes", "-o", "json"]);
+    loop {
+        let json = kubectl(&ha.kubeconfig, &["get", "nodes", "-o", "json"]);
         let value: serde_json::Value = serde_json::from_str(&json).expect("kubectl JSON");
         let ready: Vec<String> = value["items"]
             .as_array()
@@ -81,52 +295,134 @@ fn a_control_plane_and_two_workers_form_a_cluster_behind_the_vip() {
             })
             .filter_map(|node| node["metadata"]["name"].as_str().map(str::to_owned))
             .collect();
-        if ready.len() == 3 {
-            break value;
+        if names.iter().all(|n| ready.iter().any(|r| r == n)) {
+            break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "expected node-1..3 Ready, saw Ready {ready:?} in {json}\n{}",
-            consoles(&lab)
-        );
+        if Instant::now() > deadline {
+            ha.fail(&format!("expected {names:?} Ready, saw Ready {ready:?}"));
+        }
         std::thread::sleep(Duration::from_secs(2));
-    };
-    let table = kubectl(&kubeconfig, &["get", "nodes"]);
-    eprintln!("{table}");
-    for name in ["node-1", "node-2", "node-3"] {
-        assert!(table.contains(name), "{name} missing from\n{table}");
     }
-    let node1 = nodes["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|n| n["metadata"]["name"] == "node-1")
-        .expect("node-1");
-    assert!(
-        node1["metadata"]["labels"]
-            .get("node-role.kubernetes.io/control-plane")
-            .is_some(),
-        "node-1 lacks the control-plane role label: {node1}"
-    );
-    assert!(
-        table.contains("control-plane"),
-        "ROLES column without control-plane:\n{table}"
-    );
-
-    // node-1 holds the VIP (it is the only control plane) and says so.
-    let status = lab.status("node-1").expect("node-1 status");
-    let cluster = status.cluster.expect("cluster status");
-    assert!(cluster.member, "{cluster:?}");
-    assert!(
-        cluster.vip_holder,
-        "node-1 does not report holding the VIP: {cluster:?}"
-    );
+    let table = kubectl(&ha.kubeconfig, &["get", "nodes"]);
+    eprintln!("{table}");
     assert_eq!(
-        cluster.endpoint.as_deref(),
-        Some(format!("https://{VIP}:6443").as_str())
+        table.matches("control-plane").count(),
+        3,
+        "expected three control-plane roles:\n{table}"
+    );
+    let mut voters = ha.etcd_voters("node-1");
+    voters.sort();
+    assert_eq!(
+        voters,
+        ["node-1", "node-2", "node-3"],
+        "etcd voting members"
     );
 
-    // Joins with bad material, through the same endpoint a node uses.
+    check_refused_joins(&ha);
+
+    // Kill the VIP holder: the API answers through the VIP again from
+    // another node, with the data written before.
+    let holder = ha.wait_single_holder(None, Duration::from_secs(120));
+    let admin = ha.vip_client();
+    let marker = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("before-failover".into()),
+            namespace: Some("default".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some([("written".to_owned(), "before the kill".to_owned())].into()),
+        ..ConfigMap::default()
+    };
+    admin
+        .create(Some("default"), &marker)
+        .unwrap_or_else(|e| ha.fail(&format!("creating the marker ConfigMap: {e}")));
+    let mut ha = ha;
+    ha.lab.kill(&holder).expect("kill the VIP holder");
+    let failover = ha.wait_api(Duration::from_secs(120));
+    eprintln!(
+        "VIP failover after killing {holder}: API answered through the VIP after {:.2} s",
+        failover.as_secs_f64()
+    );
+    let new_holder = ha.wait_single_holder(Some(&holder), Duration::from_secs(60));
+    let read: ConfigMap = ha
+        .vip_client()
+        .get(Some("default"), "before-failover")
+        .unwrap_or_else(|e| ha.fail(&format!("reading the marker after failover: {e}")));
+    assert_eq!(read.data, marker.data, "marker changed across the failover");
+
+    // The killed node boots again from its disk and rejoins.
+    ha.lab.start(&holder).expect("restart the killed node");
+    ha.wait_member(&holder, Duration::from_secs(600));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let mut voters = ha.etcd_voters(&new_holder);
+        voters.sort();
+        if voters == ["node-1", "node-2", "node-3"] {
+            break;
+        }
+        if Instant::now() > deadline {
+            ha.fail(&format!("{holder} did not rejoin etcd: voters {voters:?}"));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    // Cut the holder off: it drops the VIP within its lease, another node
+    // takes it, and at no moment do two nodes hold it.
+    let holder = ha.wait_single_holder(None, Duration::from_secs(60));
+    let timeline = VipTimeline::start(&ha.lab);
+    let cut_at = Instant::now();
+    ha.lab.set_link(&holder, false).expect("tap down");
+    let taken = ha.wait_single_holder(Some(&holder), Duration::from_secs(120));
+    let holder_log = ha.lab.node(&holder).expect("node").serial_log.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&holder_log)
+        .unwrap_or_default()
+        .rsplit("vip: holding")
+        .next()
+        .is_some_and(|after| after.contains("vip: released"))
+    {
+        if Instant::now() > deadline {
+            ha.fail(&format!(
+                "{holder}, cut off, never said it released the VIP"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let events = timeline.finish();
+    let released = events
+        .iter()
+        .find(|(_, n, h)| n == &holder && !h)
+        .map(|(at, ..)| at.duration_since(cut_at));
+    eprintln!(
+        "cut off {holder}: it released the VIP after {released:?}; {taken} took it; timeline {:?}",
+        events
+            .iter()
+            .map(|(at, n, h)| format!(
+                "+{:.2}s {n} {}",
+                at.duration_since(cut_at).as_secs_f64(),
+                if *h { "holding" } else { "released" }
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_never_two_holders(&events, &holder);
+    let released =
+        released.unwrap_or_else(|| ha.fail("no release seen on the cut-off node's console"));
+    assert!(
+        released < Duration::from_secs(10),
+        "the cut-off node held the VIP {released:?} after losing its network"
+    );
+    ha.lab.set_link(&holder, true).expect("tap up");
+    ha.wait_member(&holder, Duration::from_secs(300));
+    assert_eq!(ha.vip_holders().len(), 1, "one holder after reconnecting");
+
+    ha.lab.down().expect("lab down");
+}
+
+/// Joins with bad material, through the VIP endpoint a node uses.
+fn check_refused_joins(ha: &Ha) {
+    let lab = &ha.lab;
+    let kubeconfig = &ha.kubeconfig;
     let endpoint = lab
         .state()
         .cluster
@@ -166,7 +462,7 @@ fn a_control_plane_and_two_workers_form_a_cluster_behind_the_vip() {
 
     // An expired token: its Secret exists but the signer no longer signs
     // for it, and the apiserver refuses it.
-    let admin = KubeClient::from_kubeconfig(&kubeconfig).expect("admin client");
+    let admin = KubeClient::from_kubeconfig(kubeconfig).expect("admin client");
     let expired: BootstrapToken = "xpired.0123456789abcdef".parse().expect("token");
     let data = [
         ("token-id", expired.id().to_owned()),
@@ -222,6 +518,4 @@ fn a_control_plane_and_two_workers_form_a_cluster_behind_the_vip() {
         .request("GET", "/api/v1/namespaces/kube-system/secrets", None)
         .expect("request");
     assert_eq!(status, 403, "anonymous callers must not list secrets");
-
-    lab.down().expect("lab down");
 }

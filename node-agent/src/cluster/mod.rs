@@ -191,8 +191,49 @@ fn start_control_plane_services(context: &Context, plan: &ControlPlanePlan) {
                 Readiness::Immediate,
             ),
         );
+        watch_vip(context);
     }
     wait_ready(context, "kube-apiserver");
+}
+
+/// How often the VIP manager's status file is read.
+const VIP_WATCH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Mirrors `control-plane vip`'s status file into the node status and
+/// prints every change of holder on the console, where it is seen even
+/// when the node is cut off from the network.
+fn watch_vip(outer: &Context) {
+    let context = outer.clone();
+    let spawned = std::thread::Builder::new()
+        .name("vip-watch".into())
+        .spawn(move || {
+            let mut holding = false;
+            loop {
+                let status = std::fs::read_to_string(plan::VIP_STATUS_FILE)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+                let holder = status
+                    .as_ref()
+                    .and_then(|v| v.get("holder")?.as_bool())
+                    .unwrap_or(false);
+                if holder != holding {
+                    holding = holder;
+                    let address = status
+                        .as_ref()
+                        .and_then(|v| v.get("address")?.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    context.console.line(&format!(
+                        "vip: {} {address}",
+                        if holder { "holding" } else { "released" }
+                    ));
+                    context.agent.update_cluster(|s| s.vip_holder = holder);
+                }
+                std::thread::sleep(VIP_WATCH_INTERVAL);
+            }
+        });
+    if let Err(error) = spawned {
+        outer.say(&format!("VIP watcher not started: {error}"));
+    }
 }
 
 /// Generates (or completes) the PKI under `/etc/kubernetes`, which points

@@ -314,7 +314,6 @@ fn register_and_heartbeat(context: &Context, client: &KubeClient) {
             Ok(_) => {}
             Err(error) => context.failed("heartbeat", &error.to_string()),
         }
-        refresh_vip(context);
         std::thread::sleep(HEARTBEAT_INTERVAL);
     }
 }
@@ -327,18 +326,6 @@ fn containerd_ready(context: &Context) -> Result<(), String> {
         Some(status) => Err(format!("containerd is {:?}", status.state)),
         None => Err("containerd is not supervised".to_owned()),
     }
-}
-
-/// Copies `control-plane vip`'s status file into the node status.
-fn refresh_vip(context: &Context) {
-    let holder = std::fs::read_to_string(plan::VIP_STATUS_FILE)
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|value| value.get("holder").and_then(serde_json::Value::as_bool))
-        .unwrap_or(false);
-    context
-        .agent
-        .update_cluster(|status| status.vip_holder = holder);
 }
 
 fn registration(context: &Context) -> NodeRegistration {

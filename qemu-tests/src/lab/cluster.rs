@@ -28,6 +28,8 @@ use super::{AdminCredentials, Lab, LabError, LabNode, LabState};
 /// The lab's virtual IP: in the lab subnet, below the node addresses and
 /// outside dnsmasq's pool.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 10);
+/// etcd's client port, forwarded for control-plane checks.
+pub const ETCD_PORT: u16 = 2379;
 /// The interface of a lab node (virtio-net, kernel naming).
 pub const NODE_INTERFACE: &str = "eth0";
 /// Where node-agent keeps the cluster CA and the admin kubeconfig.

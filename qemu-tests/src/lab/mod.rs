@@ -285,6 +285,8 @@ impl LabSpec {
             node.role = NodeRole::ControlPlane;
         }
         spec.cluster = Some(LabCluster::new(control_planes, vip));
+        // etcd's client port too, to check membership from the host.
+        spec.forward_ports.push(cluster::ETCD_PORT);
         spec
     }
 }
@@ -943,6 +945,20 @@ impl Lab {
     }
 
     /// Hard power-off of `node` (kills QEMU). Its disk overlay stays.
+    /// Cuts `name` off the lab network (its tap down) or reconnects it;
+    /// the VM keeps running.
+    pub fn set_link(&mut self, name: &str, up: bool) -> Result<(), LabError> {
+        let tap = self.node(name)?.tap.clone();
+        netns::ip(&[
+            "-n",
+            &self.state.netns,
+            "link",
+            "set",
+            &tap,
+            if up { "up" } else { "down" },
+        ])
+    }
+
     pub fn kill(&mut self, name: &str) -> Result<(), LabError> {
         self.node(name)?;
         if let Some(mut vm) = self.vms.remove(name) {
