@@ -223,7 +223,42 @@ pub fn bootstrap_policy() -> BootstrapPolicy {
     };
     add_kubeadm_objects(&mut policy);
     add_node_self_management(&mut policy);
+    add_controller_manager_credentials(&mut policy);
     policy
+}
+
+/// Cairn's controller manager runs its controllers with its own
+/// credentials (`system:kube-controller-manager`): this apiserver has no
+/// TokenRequest to mint the per-controller service-account tokens
+/// kube-controller-manager uses. Its user gets the controller roles through
+/// bindings of its own, next to Kubernetes' unchanged service-account
+/// bindings (separate objects, so clusters seeded before them get them too).
+fn add_controller_manager_credentials(policy: &mut BootstrapPolicy) {
+    let d = Origin::Defaults;
+    let controller_manager = || vec![user("system:kube-controller-manager")];
+    policy.cluster_role_bindings.push(cluster_binding(
+        "cairn:kube-controller-manager:certificate-controller",
+        "system:controller:certificate-controller",
+        d,
+        controller_manager(),
+    ));
+    for (namespace, role) in [
+        ("kube-system", "system:controller:bootstrap-signer"),
+        ("kube-system", "system:controller:token-cleaner"),
+        ("kube-public", "system:controller:bootstrap-signer"),
+    ] {
+        let name = format!(
+            "cairn:kube-controller-manager:{}",
+            role.trim_start_matches("system:controller:")
+        );
+        policy.role_bindings.push(role_binding(
+            namespace,
+            &name,
+            role,
+            d,
+            controller_manager(),
+        ));
+    }
 }
 
 /// Kubernetes lets kubelets register their Node, report its status and
@@ -953,18 +988,11 @@ fn default_cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             d,
             vec![user("system:kube-controller-manager")],
         ),
-        // Cairn's controller manager runs its controllers with its own
-        // credentials (there is no TokenRequest for per-controller
-        // service-account tokens), so its user is bound to the controller
-        // roles next to the service accounts Kubernetes binds.
         cluster_binding(
             "system:controller:certificate-controller",
             "system:controller:certificate-controller",
             d,
-            vec![
-                service_account("kube-system", "certificate-controller"),
-                user("system:kube-controller-manager"),
-            ],
+            vec![service_account("kube-system", "certificate-controller")],
         ),
         cluster_binding(
             "system:kube-dns",
@@ -1102,30 +1130,21 @@ fn default_role_bindings() -> Vec<RoleBinding> {
             "system:controller:bootstrap-signer",
             "system:controller:bootstrap-signer",
             d,
-            vec![
-                service_account("kube-system", "bootstrap-signer"),
-                user("system:kube-controller-manager"),
-            ],
+            vec![service_account("kube-system", "bootstrap-signer")],
         ),
         role_binding(
             "kube-system",
             "system:controller:token-cleaner",
             "system:controller:token-cleaner",
             d,
-            vec![
-                service_account("kube-system", "token-cleaner"),
-                user("system:kube-controller-manager"),
-            ],
+            vec![service_account("kube-system", "token-cleaner")],
         ),
         role_binding(
             "kube-public",
             "system:controller:bootstrap-signer",
             "system:controller:bootstrap-signer",
             d,
-            vec![
-                service_account("kube-system", "bootstrap-signer"),
-                user("system:kube-controller-manager"),
-            ],
+            vec![service_account("kube-system", "bootstrap-signer")],
         ),
     ]
 }
