@@ -6,7 +6,7 @@
 //! sends `Connection: close`. That costs a handshake per call, which is
 //! fine for the handful of calls joining and heartbeats make, and keeps
 //! every failure local to one request. Answers may be `Content-Length` or
-//! chunked (see [`wire`]); watches are read as a stream of JSON lines.
+//! chunked (module `wire`); watches are read as a stream of JSON lines.
 //!
 //! Verbs are typed with k8s-openapi's [`Resource`] trait, which gives the
 //! group, version and plural of each kind: `get::<ConfigMap>(Some("ns"),
