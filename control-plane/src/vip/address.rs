@@ -2,7 +2,11 @@
 //! rtnetlink ([`cairn_node_agent::net::host::NetHost`]).
 //!
 //! The VIP is a host address (`/32` or `/128`) so it adds no subnet route
-//! next to the interface's own. Removing an address that is not there is
+//! next to the interface's own. It is added with a short valid lifetime
+//! that every successful lease keepalive renews: should this process die
+//! while holding (killed, OOM), the kernel removes the address by itself
+//! about when etcd expires the lease, instead of leaving it for the next
+//! start to clean up. Removing an address that is not there is
 //! not an error: releases are idempotent, and the start-up cleanup of an
 //! address left by a crashed run uses the same call.
 
@@ -56,12 +60,13 @@ impl<H: NetHost> VipAddress<H> {
             })
     }
 
-    /// Adds the VIP (replacing an existing identical address).
-    pub fn add(&mut self) -> Result<Link, VipError> {
+    /// Adds the VIP, or renews it (replacing an existing identical
+    /// address), valid for `lifetime` seconds (`None`: forever).
+    pub fn add(&mut self, lifetime: Option<u32>) -> Result<Link, VipError> {
         let link = self.link()?;
         let prefix = self.prefix();
         self.host
-            .add_address(&link, self.address, prefix, None)
+            .add_address(&link, self.address, prefix, lifetime)
             .map_err(|source| VipError::Address {
                 operation: "adding",
                 address: self.address,

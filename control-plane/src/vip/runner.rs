@@ -13,6 +13,8 @@
 //!
 //! The loop wakes at the machine's next deadline as well as on a 100 ms
 //! tick, so the fencing deadline is honoured even when no event arrives.
+//! While holding, each successful keepalive renews the address's kernel
+//! lifetime (see [`super::address`]).
 //! Removing the address is done inline (a netlink round trip), before
 //! anything else of the same decision.
 
@@ -95,10 +97,16 @@ pub async fn run(args: &VipArgs) -> Result<(), VipError> {
         lease_ttl_seconds = args.lease_ttl,
         "VIP manager started"
     );
+    let safety_margin = (ttl / 4).max(Duration::from_millis(250));
+    // Expires about with the fencing deadline (whole seconds, at least one):
+    // the kernel's backstop should this process die while holding.
+    let address_lifetime = u32::try_from(ttl.saturating_sub(safety_margin).as_secs())
+        .unwrap_or(u32::MAX)
+        .max(1);
     let mut run = Runner {
         args,
         machine: Machine::new(MachineConfig {
-            safety_margin: (ttl / 4).max(Duration::from_millis(250)),
+            safety_margin,
             retry_delay: RETRY_DELAY,
         }),
         vip,
@@ -109,6 +117,7 @@ pub async fn run(args: &VipArgs) -> Result<(), VipError> {
         revokes: JoinSet::new(),
         announcer: None,
         burst: None,
+        address_lifetime,
         status: None,
         observed_leader: None,
     };
@@ -160,7 +169,11 @@ pub async fn run(args: &VipArgs) -> Result<(), VipError> {
             }
         };
         log_event(&event);
+        let renews = matches!(event, Event::KeepaliveOk { .. });
         let actions = run.machine.handle(event, std::time::Instant::now());
+        if renews && run.machine.is_holding() {
+            run.renew_address();
+        }
         let mut exit = false;
         for action in actions {
             match run.execute(action) {
@@ -221,6 +234,8 @@ struct Runner<'a> {
     revokes: JoinSet<()>,
     announcer: Option<Arc<Announcer>>,
     burst: Option<JoinHandle<()>>,
+    /// Valid lifetime of the address in seconds, renewed by keepalives.
+    address_lifetime: u32,
     /// The last status written: (holder, leader).
     status: Option<(bool, Option<String>)>,
     observed_leader: Option<String>,
@@ -303,7 +318,7 @@ impl Runner<'_> {
 
     /// Adds the address and starts the announcement burst.
     fn acquire(&mut self) -> Option<Outcome> {
-        let link = match self.vip.add() {
+        let link = match self.vip.add(Some(self.address_lifetime)) {
             Ok(link) => link,
             Err(e) => {
                 tracing::error!(error = %e, "adding the VIP failed");
@@ -355,6 +370,13 @@ impl Runner<'_> {
             }));
         }
         None
+    }
+
+    /// Renews the address's lifetime after a successful keepalive.
+    fn renew_address(&mut self) {
+        if let Err(e) = self.vip.add(Some(self.address_lifetime)) {
+            tracing::warn!(error = %e, "renewing the VIP's lifetime failed");
+        }
     }
 
     fn announce_once(&self) {
