@@ -719,6 +719,7 @@ fn vip_moves_between_three_namespaces() {
     );
     let status = lab.nodes[holder].status().expect("status after SIGTERM");
     assert_eq!(status["holder"], false, "{status}");
+    assert_eq!(status["leader"], serde_json::Value::Null, "{status}");
     let log = std::fs::read_to_string(lab.nodes[holder].log()).expect("vip log");
     for expected in [
         "acquired VIP",

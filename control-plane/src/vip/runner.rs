@@ -312,7 +312,11 @@ impl Runner<'_> {
                 while self.revokes.try_join_next().is_some() {}
                 None
             }
-            Action::Exit => Some(Outcome::Exit),
+            Action::Exit => {
+                // Nobody keeps the last observation current after this.
+                self.observed_leader = None;
+                Some(Outcome::Exit)
+            }
         }
     }
 
