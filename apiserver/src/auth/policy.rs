@@ -280,6 +280,14 @@ fn add_node_self_management(policy: &mut BootstrapPolicy) {
                 &["nodes"],
             ),
             rule(&["update", "patch"], &[""], &["nodes/status"]),
+            // Client-certificate rotation: a node asks for its next
+            // certificate with its current one (the selfnodeclient
+            // approval then checks it asks for itself).
+            rule(
+                &["create", "get", "list", "watch"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+            ),
         ],
     ));
     policy
