@@ -372,6 +372,84 @@ pub enum CertsCommand {
 pub enum TokenCommand {
     /// Print a new random bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})
     Generate,
+    /// Create a bootstrap token on the cluster and print it.
+    ///
+    /// The token is stored as the Secret kube-system/bootstrap-token-<id>
+    /// (type bootstrap.kubernetes.io/token), exactly as kubeadm stores it.
+    /// Without TOKEN a random one is generated. An id that already exists
+    /// is refused.
+    Create(TokenCreateArgs),
+    /// List the cluster's bootstrap tokens (kubeadm's table)
+    List(TokenListArgs),
+    /// Delete bootstrap tokens, given by id or as whole tokens
+    Delete(TokenDeleteArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenKubeconfigArgs {
+    /// The kubeconfig to talk to the cluster with [default: the first entry
+    /// of $KUBECONFIG, else /etc/kubernetes/admin.conf]
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl TokenKubeconfigArgs {
+    /// kubeadm's lookup: the flag, else `$KUBECONFIG` (its first entry when
+    /// it lists several files), else the admin kubeconfig of the node.
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        crate::commands::token::kubeconfig_path(
+            self.kubeconfig.as_deref(),
+            std::env::var_os("KUBECONFIG").as_deref(),
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The token to create ([a-z0-9]{6}.[a-z0-9]{16}) [default: a random one]
+    #[arg(value_name = "TOKEN")]
+    pub token: Option<cairn_pki::BootstrapToken>,
+    /// How long the token is valid (Go duration: 24h0m0s, 90m, 2h30m); 0
+    /// never expires
+    #[arg(long, value_name = "DURATION", default_value = "24h0m0s")]
+    pub ttl: crate::commands::token::GoDuration,
+    /// A human-friendly description of what the token is for
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// What the token may be used for
+    #[arg(
+        long,
+        value_name = "USAGE,...",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "signing,authentication"
+    )]
+    pub usages: Vec<crate::commands::token::TokenUsage>,
+    /// Extra groups the token authenticates as (each
+    /// system:bootstrappers:...); only with the authentication usage
+    /// [default: system:bootstrappers:kubeadm:default-node-token]
+    #[arg(long, value_name = "GROUP,...", value_delimiter = ',')]
+    pub groups: Option<Vec<crate::commands::token::TokenGroup>>,
+    /// Print the whole `bootstrap join` command instead of only the token
+    #[arg(long)]
+    pub print_join_command: bool,
+    #[command(flatten)]
+    pub kubeconfig: TokenKubeconfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    #[command(flatten)]
+    pub kubeconfig: TokenKubeconfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenDeleteArgs {
+    /// Token ids ([a-z0-9]{6}) or whole tokens
+    #[arg(value_name = "ID|TOKEN", required = true, num_args = 1..)]
+    pub tokens: Vec<crate::commands::token::TokenRef>,
+    #[command(flatten)]
+    pub kubeconfig: TokenKubeconfigArgs,
 }
 
 #[derive(Debug, Args)]

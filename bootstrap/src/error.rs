@@ -32,6 +32,8 @@ pub enum BootstrapError {
     Lab(#[from] cairn_qemu_tests::LabError),
     #[error(transparent)]
     NodeApi(#[from] cairn_node_api::ClientError),
+    #[error(transparent)]
+    Token(#[from] crate::commands::token::TokenError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
