@@ -140,15 +140,7 @@ pub(super) fn join(context: &Context) {
     let joined_before = cert_dir.join("ca.key").is_file() && configuration_path.is_file();
 
     if !joined_before {
-        context.phase("discovery");
-        let info = retry(context, "discovery", || {
-            cairn_cluster::discovery::discover(
-                &endpoint,
-                &join.token,
-                join.discovery_token_ca_cert_hash.as_str(),
-            )
-            .map_err(|e| e.to_string())
-        });
+        let info = phases::discover(context, &join);
         let Some(key) = join.certificate_key.clone() else {
             context.failed(
                 "download-certs",

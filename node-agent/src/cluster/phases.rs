@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use cairn_cluster::client::{Credentials, KubeClient, ServerTrust};
+use cairn_cluster::discovery::ClusterInfo;
 use cairn_cluster::node::{Heartbeat, NodeRegistration};
-use cairn_config::NodeRole;
+use cairn_config::{JoinConfig, NodeRole};
 use cairn_pki::KubeconfigFile;
 use cairn_pki::kubeconfig::Kubeconfig;
 use k8s_openapi::ByteString;
@@ -105,20 +106,7 @@ pub(super) fn join(context: &Context) {
         // Joined on an earlier boot: the node's credentials are on STATE.
         Ok(client) => client,
         Err(_) => {
-            context.phase("discovery");
-            let info = retry(context, "discovery", || {
-                cairn_cluster::discovery::discover(
-                    &endpoint,
-                    &join.token,
-                    join.discovery_token_ca_cert_hash.as_str(),
-                )
-                .map_err(|e| e.to_string())
-            });
-            context.say(&format!(
-                "cluster CA matches {}; API server {}",
-                join.discovery_token_ca_cert_hash.as_str(),
-                info.server
-            ));
+            let info = discover(context, &join);
             context.phase("tls-bootstrap");
             let credentials = retry(context, "tls-bootstrap", || {
                 let client = info
@@ -146,6 +134,27 @@ pub(super) fn join(context: &Context) {
         }
     };
     register_and_heartbeat(context, &client);
+}
+
+/// `discovery`: `cluster-info` checked against the CA pin and the token's
+/// signature, retried until it passes.
+pub(super) fn discover(context: &Context, join: &JoinConfig) -> ClusterInfo {
+    context.phase("discovery");
+    let endpoint = join.endpoint.to_string();
+    let info = retry(context, "discovery", || {
+        cairn_cluster::discovery::discover(
+            &endpoint,
+            &join.token,
+            join.discovery_token_ca_cert_hash.as_str(),
+        )
+        .map_err(|e| e.to_string())
+    });
+    context.say(&format!(
+        "cluster CA matches {}; API server {}",
+        join.discovery_token_ca_cert_hash.as_str(),
+        info.server
+    ));
+    info
 }
 
 fn write_node_credentials(ca_pem: &str, kubeconfig: &str) -> Result<(), String> {

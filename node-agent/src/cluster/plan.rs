@@ -258,14 +258,10 @@ impl ControlPlanePlan {
         }
     }
 
-    /// `control-plane apiserver` with kube-apiserver's flags, on the local
-    /// etcd member.
-    pub fn apiserver(&self) -> CommandLine {
-        let args = vec![
-            "apiserver".to_owned(),
-            format!("--advertise-address={}", self.address),
-            format!("--secure-port={}", self.pki.bind_port),
-            "--bind-address=0.0.0.0".to_owned(),
+    /// The local etcd member and the client certificate the apiserver and
+    /// the VIP manager present to it.
+    fn etcd_client_flags(&self) -> [String; 4] {
+        [
             format!("--etcd-servers=https://127.0.0.1:{ETCD_CLIENT_PORT}"),
             format!("--etcd-cafile={}", self.pki_file("etcd/ca.crt")),
             format!(
@@ -276,6 +272,17 @@ impl ControlPlanePlan {
                 "--etcd-keyfile={}",
                 self.pki_file("apiserver-etcd-client.key")
             ),
+        ]
+    }
+
+    /// `control-plane apiserver` with kube-apiserver's flags, on the local
+    /// etcd member.
+    pub fn apiserver(&self) -> CommandLine {
+        let mut args = vec![
+            "apiserver".to_owned(),
+            format!("--advertise-address={}", self.address),
+            format!("--secure-port={}", self.pki.bind_port),
+            "--bind-address=0.0.0.0".to_owned(),
             format!("--tls-cert-file={}", self.pki_file("apiserver.crt")),
             format!("--tls-private-key-file={}", self.pki_file("apiserver.key")),
             format!("--client-ca-file={}", self.pki_file("ca.crt")),
@@ -290,6 +297,7 @@ impl ControlPlanePlan {
             ),
             format!("--service-cluster-ip-range={}", self.service_cidr),
         ];
+        args.extend(self.etcd_client_flags());
         CommandLine {
             program: PathBuf::from(CONTROL_PLANE_BINARY),
             args,
@@ -318,21 +326,11 @@ impl ControlPlanePlan {
     /// `control-plane vip` when the cluster has a virtual IP.
     pub fn vip_manager(&self) -> Option<CommandLine> {
         let vip = self.vip.as_ref()?;
-        let args = vec![
+        let mut args = vec![
             "vip".to_owned(),
             format!("--address={}", vip.address),
             format!("--interface={}", vip.interface),
             format!("--node-name={}", self.node_name),
-            format!("--etcd-servers=https://127.0.0.1:{ETCD_CLIENT_PORT}"),
-            format!("--etcd-cafile={}", self.pki_file("etcd/ca.crt")),
-            format!(
-                "--etcd-certfile={}",
-                self.pki_file("apiserver-etcd-client.crt")
-            ),
-            format!(
-                "--etcd-keyfile={}",
-                self.pki_file("apiserver-etcd-client.key")
-            ),
             format!(
                 "--health-url=https://127.0.0.1:{}/readyz",
                 self.pki.bind_port
@@ -340,6 +338,7 @@ impl ControlPlanePlan {
             format!("--health-cafile={}", self.pki_file("ca.crt")),
             format!("--status-file={VIP_STATUS_FILE}"),
         ];
+        args.extend(self.etcd_client_flags());
         Some(CommandLine {
             program: PathBuf::from(CONTROL_PLANE_BINARY),
             args,
