@@ -68,6 +68,10 @@ pub enum PkiError {
     },
     #[error("{name} does not exist at {path}; run `bootstrap certs generate` first")]
     NotFound { name: String, path: PathBuf },
+    #[error(
+        "--apiserver-cert-extra-sans applies to the apiserver certificate; renew `apiserver` or `all`, not {0:?}"
+    )]
+    ExtraSansNotApplicable(String),
     #[error("unknown certificate {name:?}; expected one of: {known}")]
     UnknownName { name: String, known: String },
     #[error(transparent)]

@@ -44,7 +44,7 @@ pub use generate::generate;
 pub use key::{KeyType, PrivateKey};
 pub use layout::{Authority, ClusterPkiSpec, KubeconfigFile, Leaf, PkiPaths};
 pub use pin::{ca_cert_hash, parse_ca_cert_hash};
-pub use renew::{RenewTarget, renew};
+pub use renew::{RenewTarget, renew, renew_adding_apiserver_sans};
 pub use report::{Action, Report};
 pub use token::BootstrapToken;
 pub use types::{Cidr, ControlPlaneEndpoint, DnsDomain, NodeName, SubjectAltName};

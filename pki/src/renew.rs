@@ -14,6 +14,7 @@ use crate::kubeconfig::Kubeconfig;
 use crate::layout::{Authority, KubeconfigFile, Leaf, PkiPaths};
 use crate::report::{Action, ItemKind, Report};
 use crate::store::{LoadedAuthority, read_optional};
+use crate::types::SubjectAltName;
 
 /// What to renew.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,30 @@ pub fn renew(
     target: RenewTarget,
     now: OffsetDateTime,
 ) -> Result<Report, PkiError> {
+    renew_adding_apiserver_sans(paths, target, &[], now)
+}
+
+/// [`renew`], and the renewed apiserver certificate also covers
+/// `extra_sans` (kubeadm's `--apiserver-cert-extra-sans`): how a name or
+/// address is added to a running control plane without re-initialising.
+pub fn renew_adding_apiserver_sans(
+    paths: &PkiPaths,
+    target: RenewTarget,
+    extra_sans: &[SubjectAltName],
+    now: OffsetDateTime,
+) -> Result<Report, PkiError> {
+    if !extra_sans.is_empty()
+        && !matches!(
+            target,
+            RenewTarget::All | RenewTarget::Leaf(Leaf::Apiserver)
+        )
+    {
+        return Err(PkiError::ExtraSansNotApplicable(match target {
+            RenewTarget::Leaf(leaf) => leaf.name().to_owned(),
+            RenewTarget::Kubeconfig(file) => file.file_name().to_owned(),
+            RenewTarget::All => "all".to_owned(),
+        }));
+    }
     let mut files = FileSet::new();
     let mut report = Report::default();
     let mut authorities = AuthorityCache::default();
@@ -91,7 +116,11 @@ pub fn renew(
         })?;
         let ca = authorities.get(paths, leaf.authority())?;
         let key = PrivateKey::generate(key_type_like(ca))?;
-        let new_pem = ca.sign(paths, leaf.name(), &info.to_request(), &key, now)?;
+        let mut request = info.to_request();
+        if leaf == Leaf::Apiserver {
+            request.sans.extend(extra_sans.iter().cloned());
+        }
+        let new_pem = ca.sign(paths, leaf.name(), &request, &key, now)?;
         files.add(cert_path, new_pem, PUBLIC_MODE);
         files.add(paths.key(leaf.base_path()), key.to_pem(), SECRET_MODE);
         report.push(ItemKind::Certificate, leaf.name(), Action::Renewed);

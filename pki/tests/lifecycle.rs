@@ -308,6 +308,47 @@ fn renew_keeps_identity_and_extends_validity() {
 }
 
 #[test]
+fn renewing_the_apiserver_certificate_can_add_sans_without_reinit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = paths(dir.path());
+    generate(&spec(), &paths, OffsetDateTime::now_utc()).expect("generate");
+    let before = cert_info(&paths, "apiserver");
+    let added: Vec<cairn_pki::SubjectAltName> = vec![
+        "api.example.org".parse().expect("dns"),
+        "192.0.2.10".parse().expect("ip"),
+    ];
+    cairn_pki::renew_adding_apiserver_sans(
+        &paths,
+        RenewTarget::Leaf(cairn_pki::Leaf::Apiserver),
+        &added,
+        OffsetDateTime::now_utc(),
+    )
+    .expect("renew with extra SANs");
+    let after = cert_info(&paths, "apiserver");
+    for san in &before.sans {
+        assert!(after.sans.contains(san), "lost {san:?}: {:?}", after.sans);
+    }
+    for san in &added {
+        assert!(
+            after.sans.contains(san),
+            "missing {san:?}: {:?}",
+            after.sans
+        );
+    }
+    let ca = cert_info(&paths, Authority::Kubernetes.base_path());
+    assert_eq!(after.issuer_raw, ca.subject_raw);
+
+    let err = cairn_pki::renew_adding_apiserver_sans(
+        &paths,
+        RenewTarget::Kubeconfig(KubeconfigFile::Admin),
+        &added,
+        OffsetDateTime::now_utc(),
+    )
+    .expect_err("SANs on a kubeconfig");
+    assert!(err.to_string().contains("admin.conf"), "{err}");
+}
+
+#[test]
 fn renew_of_a_missing_item_names_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let paths = paths(dir.path());
