@@ -404,7 +404,7 @@ fn token_create_list_delete_against_a_real_apiserver() {
     let created = row_of(&rows, id).unwrap_or_else(|| panic!("{id} missing:\n{listing}"));
     assert_eq!(created[0], token, "{listing}");
     assert_eq!(created[1], "23h", "{listing}");
-    assert_eq!(created[3], "signing,authentication", "{listing}");
+    assert_eq!(created[3], "authentication,signing", "{listing}");
     assert_eq!(created[4], "for node-4", "{listing}");
     assert_eq!(
         created[5], "system:bootstrappers:kubeadm:default-node-token",

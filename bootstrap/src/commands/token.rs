@@ -126,12 +126,13 @@ pub enum TokenError {
 }
 
 /// What a token may be used for (`usage-bootstrap-<usage>` in the Secret).
+/// Declared in name order, as kubeadm lists usages sorted by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum TokenUsage {
-    /// Sign `kube-public/cluster-info` for token discovery.
-    Signing,
     /// Authenticate to the apiserver as `system:bootstrap:<id>`.
     Authentication,
+    /// Sign `kube-public/cluster-info` for token discovery.
+    Signing,
 }
 
 impl TokenUsage {
@@ -344,7 +345,7 @@ impl TokenSpec {
                     .map_err(|e| format!("expiration {text:?} is not RFC 3339: {e}"))
             })
             .transpose()?;
-        let mut usages: Vec<TokenUsage> = [TokenUsage::Signing, TokenUsage::Authentication]
+        let mut usages: Vec<TokenUsage> = [TokenUsage::Authentication, TokenUsage::Signing]
             .into_iter()
             .filter(|usage| {
                 field(&format!("{USAGE_PREFIX}{}", usage.name()))
@@ -765,7 +766,7 @@ mod tests {
             token: text.parse().expect("token"),
             description: Some("for node-4".into()),
             expires,
-            usages: vec![TokenUsage::Signing, TokenUsage::Authentication],
+            usages: vec![TokenUsage::Authentication, TokenUsage::Signing],
             groups: vec![DEFAULT_NODE_TOKEN_GROUP.parse().expect("group")],
         }
     }
@@ -859,9 +860,9 @@ mod tests {
         let text = String::from_utf8(out).expect("utf-8");
         let expected = "\
 TOKEN                     TTL         EXPIRES                USAGES                   DESCRIPTION   EXTRA GROUPS
-abcdef.0123456789abcdef   23h         2026-11-24T07:00:00Z   signing,authentication   for node-4    system:bootstrappers:kubeadm:default-node-token
+abcdef.0123456789abcdef   23h         2026-11-24T07:00:00Z   authentication,signing   for node-4    system:bootstrappers:kubeadm:default-node-token
 ghijkl.0123456789abcdef   <forever>   <never>                signing                  <none>
-mnopqr.0123456789abcdef   <invalid>   2026-11-23T07:00:00Z   signing,authentication   for node-4    system:bootstrappers:kubeadm:default-node-token
+mnopqr.0123456789abcdef   <invalid>   2026-11-23T07:00:00Z   authentication,signing   for node-4    system:bootstrappers:kubeadm:default-node-token
 ";
         assert_eq!(text, expected);
     }
@@ -956,7 +957,7 @@ mnopqr.0123456789abcdef   <invalid>   2026-11-23T07:00:00Z   signing,authenticat
         assert_eq!(defaults.expires, Some(datetime!(2026-11-24 07:00:00 UTC)));
         assert_eq!(
             defaults.usages,
-            vec![TokenUsage::Signing, TokenUsage::Authentication]
+            vec![TokenUsage::Authentication, TokenUsage::Signing]
         );
         assert_eq!(defaults.groups[0].as_str(), DEFAULT_NODE_TOKEN_GROUP);
         let signing =
