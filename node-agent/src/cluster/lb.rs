@@ -535,7 +535,9 @@ impl ApiLoadBalancer {
     /// waits for the acceptor and health threads. Idempotent; also done on
     /// drop.
     pub fn shutdown(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
         self.shared.wake_health_thread();
         if let Some(listener) = self.listener.take() {
             // On Linux, shutting down a listening socket makes a blocked
@@ -559,9 +561,11 @@ impl ApiLoadBalancer {
         for relay in relays {
             close_relay(&relay);
         }
-        if closed > 0 || self.shared.next_relay.load(Ordering::SeqCst) > 0 {
-            tracing::info!(listen = %self.local_addr, closed, "apiserver load balancer stopped");
-        }
+        tracing::info!(
+            listen = %self.local_addr,
+            closed_connections = closed,
+            "apiserver load balancer stopped"
+        );
     }
 }
 
@@ -1011,5 +1015,609 @@ mod tests {
         assert_eq!(selector.candidates(), vec![addr(1)]);
         assert!(selector.set_backends(Vec::new()));
         assert!(selector.candidates().is_empty());
+    }
+}
+
+/// The balancer with real sockets on loopback: echo backends that greet
+/// with their name and, once the client has half-closed, report how many
+/// bytes they received; a TLS server standing in for an apiserver.
+#[cfg(test)]
+mod socket_tests {
+    use std::io::{BufRead, BufReader};
+    use std::time::Instant;
+
+    use super::*;
+
+    /// Generous: the machine is slow and shared.
+    const DEADLINE: Duration = Duration::from_secs(90);
+    const POLL: Duration = Duration::from_millis(20);
+
+    fn loopback(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Polls `check` until it returns `Ok`, or fails with what it last saw.
+    fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+        let start = Instant::now();
+        loop {
+            match check() {
+                Ok(value) => return value,
+                Err(seen) if start.elapsed() > DEADLINE => {
+                    panic!("waited {DEADLINE:?} for {what}; last seen: {seen}")
+                }
+                Err(_) => thread::sleep(POLL),
+            }
+        }
+    }
+
+    fn options(probe: Arc<dyn HealthProbe>) -> Options {
+        Options {
+            connect_timeout: Duration::from_secs(2),
+            health_interval: Duration::from_millis(100),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            probe,
+        }
+    }
+
+    fn tcp_options() -> Options {
+        options(Arc::new(TcpConnectProbe::default()))
+    }
+
+    fn health_of(lb: &ApiLoadBalancer, backend: SocketAddr) -> Result<bool, String> {
+        let health = lb.backends_health();
+        health
+            .iter()
+            .find(|(address, _)| *address == backend)
+            .map(|&(_, healthy)| healthy)
+            .ok_or_else(|| format!("{backend} not among {health:?}"))
+    }
+
+    fn wait_for_health(lb: &ApiLoadBalancer, backend: SocketAddr, healthy: bool) {
+        wait_for(
+            &format!("{backend} healthy = {healthy}"),
+            || match health_of(lb, backend)? {
+                h if h == healthy => Ok(()),
+                _ => Err(format!("{:?}", lb.backends_health())),
+            },
+        )
+    }
+
+    /// Shuts a listener down so its blocked accept() returns.
+    fn stop_listener(listener: &TcpListener) {
+        let _ = nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+    }
+
+    /// Greets with `<name>\n`, echoes everything, and after the client's
+    /// end of stream writes `bye <bytes received>\n` and closes.
+    struct EchoBackend {
+        name: String,
+        address: SocketAddr,
+        listener: Option<Arc<TcpListener>>,
+        connections: Arc<Mutex<Vec<TcpStream>>>,
+        acceptor: Option<JoinHandle<()>>,
+        stopped: Arc<AtomicBool>,
+    }
+
+    impl EchoBackend {
+        fn start(name: &str) -> Self {
+            let listener = TcpListener::bind(loopback(0)).expect("bind an echo backend");
+            Self::serve(name, listener)
+        }
+
+        /// A backend on a given address again (a restarted apiserver). The
+        /// port may briefly be held by a connection of the killed one.
+        fn restart(name: &str, address: SocketAddr) -> Self {
+            let listener = wait_for(&format!("binding {address} again"), || {
+                TcpListener::bind(address).map_err(|e| e.to_string())
+            });
+            Self::serve(name, listener)
+        }
+
+        fn serve(name: &str, listener: TcpListener) -> Self {
+            let address = listener.local_addr().expect("echo backend address");
+            let listener = Arc::new(listener);
+            let connections = Arc::new(Mutex::new(Vec::new()));
+            let stopped = Arc::new(AtomicBool::new(false));
+            let acceptor = {
+                let (listener, connections, stopped) =
+                    (listener.clone(), connections.clone(), stopped.clone());
+                let name = name.to_owned();
+                thread::spawn(move || {
+                    for stream in listener.incoming() {
+                        if stopped.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let Ok(stream) = stream else { continue };
+                        if let Ok(clone) = stream.try_clone() {
+                            lock(&connections).push(clone);
+                        }
+                        let name = name.clone();
+                        thread::spawn(move || echo(&name, stream));
+                    }
+                })
+            };
+            Self {
+                name: name.to_owned(),
+                address,
+                listener: Some(listener),
+                connections,
+                acceptor: Some(acceptor),
+                stopped,
+            }
+        }
+
+        /// Like a killed process: the port is closed and every connection
+        /// is cut.
+        fn kill(&mut self) {
+            self.stopped.store(true, Ordering::SeqCst);
+            if let Some(listener) = self.listener.take() {
+                stop_listener(&listener);
+            }
+            if let Some(acceptor) = self.acceptor.take() {
+                acceptor.join().expect("echo acceptor");
+            }
+            for connection in lock(&self.connections).drain(..) {
+                let _ = connection.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    impl Drop for EchoBackend {
+        fn drop(&mut self) {
+            self.kill();
+        }
+    }
+
+    fn echo(name: &str, mut stream: TcpStream) {
+        if stream.write_all(format!("{name}\n").as_bytes()).is_err() {
+            return;
+        }
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut received = 0usize;
+        loop {
+            match stream.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if stream.write_all(&buffer[..n]).is_err() {
+                        return;
+                    }
+                    received += n;
+                }
+                Err(_) => return,
+            }
+        }
+        let _ = stream.write_all(format!("bye {received}\n").as_bytes());
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+
+    /// A client connection through the balancer, after the greeting.
+    struct Client {
+        reader: BufReader<TcpStream>,
+        writer: TcpStream,
+        backend: String,
+    }
+
+    fn open(lb: SocketAddr) -> Result<Client, String> {
+        let stream = TcpStream::connect(lb).map_err(|e| format!("connect {lb}: {e}"))?;
+        stream
+            .set_read_timeout(Some(DEADLINE))
+            .map_err(|e| e.to_string())?;
+        let writer = stream.try_clone().map_err(|e| e.to_string())?;
+        let mut reader = BufReader::new(stream);
+        let mut greeting = String::new();
+        match reader.read_line(&mut greeting) {
+            Ok(0) => Err("closed before the backend's greeting".to_owned()),
+            Ok(_) => Ok(Client {
+                reader,
+                writer,
+                backend: greeting.trim_end().to_owned(),
+            }),
+            Err(e) => Err(format!("reading the greeting: {e}")),
+        }
+    }
+
+    /// Sends `payload` (concurrently with reading the echo), half-closes,
+    /// and checks that the echo and then `bye <len>` come back. Returns the
+    /// backend's name.
+    fn exchange(lb: SocketAddr, payload: &[u8]) -> Result<String, String> {
+        let Client {
+            mut reader,
+            mut writer,
+            backend,
+        } = open(lb)?;
+        let sent = payload.to_vec();
+        let sender = thread::spawn(move || {
+            writer.write_all(&sent)?;
+            // Half-close: the reply must still come back.
+            writer.shutdown(Shutdown::Write)
+        });
+        let mut received = Vec::new();
+        let read = reader.read_to_end(&mut received);
+        let sent = sender.join().expect("sender thread");
+        read.map_err(|e| format!("via {backend}: reading: {e}"))?;
+        sent.map_err(|e| format!("via {backend}: sending: {e}"))?;
+        let bye = format!("bye {}\n", payload.len());
+        let expected_len = payload.len() + bye.len();
+        if received.len() != expected_len
+            || received[..payload.len()] != *payload
+            || received[payload.len()..] != *bye.as_bytes()
+        {
+            let tail = String::from_utf8_lossy(&received[received.len().saturating_sub(40)..]);
+            return Err(format!(
+                "via {backend}: expected {} echoed bytes then {bye:?}, got {} bytes ending {tail:?}",
+                payload.len(),
+                received.len()
+            ));
+        }
+        Ok(backend)
+    }
+
+    fn must_exchange(lb: &ApiLoadBalancer, payload: &[u8]) -> String {
+        exchange(lb.local_addr(), payload).unwrap_or_else(|e| {
+            panic!(
+                "exchange through {}: {e}; backends: {:?}",
+                lb.local_addr(),
+                lb.backends_health()
+            )
+        })
+    }
+
+    #[test]
+    fn forwards_and_fails_over_when_backends_die() {
+        let mut backends: Vec<EchoBackend> = ["a", "b", "c"]
+            .iter()
+            .map(|name| EchoBackend::start(name))
+            .collect();
+        let addresses: Vec<SocketAddr> = backends.iter().map(|b| b.address).collect();
+        let lb = ApiLoadBalancer::start_with(loopback(0), addresses.clone(), tcp_options())
+            .expect("start the load balancer");
+
+        let first = must_exchange(&lb, b"hello");
+        for _ in 0..5 {
+            assert_eq!(must_exchange(&lb, b"again"), first, "sticky backend");
+        }
+
+        let index = backends
+            .iter()
+            .position(|b| b.name == first)
+            .expect("known");
+        let killed_address = backends[index].address;
+        backends[index].kill();
+        // Every new connection succeeds at once on another backend, and
+        // sticks to it.
+        let second = must_exchange(&lb, b"after the kill");
+        assert_ne!(second, first);
+        for _ in 0..10 {
+            assert_eq!(must_exchange(&lb, b"x"), second);
+        }
+        wait_for_health(&lb, killed_address, false);
+
+        let second_index = backends
+            .iter()
+            .position(|b| b.name == second)
+            .expect("known");
+        backends[second_index].kill();
+        let third = must_exchange(&lb, b"after the second kill");
+        assert!(third != first && third != second, "{third}");
+
+        // The first backend comes back on its port: its check passes and
+        // it is healthy again.
+        backends[index] = EchoBackend::restart(&first, killed_address);
+        wait_for_health(&lb, killed_address, true);
+        let health = lb.backends_health();
+        assert_eq!(
+            health.iter().map(|&(a, _)| a).collect::<Vec<_>>(),
+            addresses,
+            "configured order: {health:?}"
+        );
+    }
+
+    #[test]
+    fn set_backends_switches_new_connections_and_keeps_established_ones() {
+        let a = EchoBackend::start("a");
+        let b = EchoBackend::start("b");
+        let lb = ApiLoadBalancer::start_with(loopback(0), vec![a.address], tcp_options())
+            .expect("start the load balancer");
+        let mut established = open(lb.local_addr()).expect("connect through the balancer");
+        assert_eq!(established.backend, "a");
+
+        lb.set_backends(vec![b.address]);
+        assert_eq!(lb.backends_health(), vec![(b.address, true)]);
+        for _ in 0..5 {
+            assert_eq!(must_exchange(&lb, b"new"), "b");
+        }
+
+        established
+            .writer
+            .write_all(b"still here\n")
+            .expect("write on the established connection");
+        let mut line = String::new();
+        established
+            .reader
+            .read_line(&mut line)
+            .expect("read on the established connection");
+        assert_eq!(line, "still here\n", "the old connection still reaches a");
+    }
+
+    #[test]
+    fn a_big_transfer_goes_through_intact_both_ways_with_a_half_close() {
+        let backend = EchoBackend::start("big");
+        let lb = ApiLoadBalancer::start_with(loopback(0), vec![backend.address], tcp_options())
+            .expect("start the load balancer");
+        let payload: Vec<u8> = (0..8 * 1024 * 1024u32)
+            .map(|i| (i.wrapping_mul(31) ^ (i >> 11)) as u8)
+            .collect();
+        // `exchange` checks all 8 MiB echoed back, then the backend's
+        // count, sent only after it saw the client's half-close.
+        assert_eq!(must_exchange(&lb, &payload), "big");
+        assert_eq!(must_exchange(&lb, b""), "big", "empty half-closed request");
+    }
+
+    #[test]
+    fn a_black_hole_backend_costs_one_connect_timeout() {
+        // A listener whose accept queue is full drops new SYNs: connecting
+        // to it times out, like an apiserver host that vanished.
+        let black_hole = TcpListener::bind(loopback(0)).expect("bind");
+        let black_hole_address = black_hole.local_addr().expect("address");
+        nix::sys::socket::listen(
+            &black_hole,
+            nix::sys::socket::Backlog::new(0).expect("backlog"),
+        )
+        .expect("shrink the backlog");
+        let _queued = TcpStream::connect(black_hole_address).expect("fill the queue");
+        let probe = TcpStream::connect_timeout(&black_hole_address, Duration::from_millis(300));
+        assert!(
+            probe.is_err(),
+            "precondition: a connection to a full accept queue should time out"
+        );
+
+        let live = EchoBackend::start("live");
+        let mut lb_options = tcp_options();
+        lb_options.connect_timeout = Duration::from_secs(5);
+        let lb = ApiLoadBalancer::start_with(
+            loopback(0),
+            vec![black_hole_address, live.address],
+            lb_options,
+        )
+        .expect("start the load balancer");
+
+        // The first connection may wait for the black hole once.
+        assert_eq!(must_exchange(&lb, b"first"), "live");
+        wait_for_health(&lb, black_hole_address, false);
+        // Then it is skipped: five connections take less than one timeout.
+        let start = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(must_exchange(&lb, b"quick"), "live");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "five connections took {:?}: the black hole was tried again",
+            start.elapsed()
+        );
+    }
+
+    #[derive(Debug)]
+    struct AlwaysFailing;
+
+    impl HealthProbe for AlwaysFailing {
+        fn check(&self, backend: SocketAddr) -> Result<(), ProbeError> {
+            Err(ProbeError::NotReady {
+                backend,
+                status: 503,
+                body: "test probe".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn when_every_backend_looks_unhealthy_all_are_still_tried() {
+        let closed = {
+            let listener = TcpListener::bind(loopback(0)).expect("bind");
+            listener.local_addr().expect("address")
+        };
+        let live = EchoBackend::start("live");
+        let lb = ApiLoadBalancer::start_with(
+            loopback(0),
+            vec![closed, live.address],
+            options(Arc::new(AlwaysFailing)),
+        )
+        .expect("start the load balancer");
+        wait_for_health(&lb, closed, false);
+        wait_for_health(&lb, live.address, false);
+        for _ in 0..3 {
+            assert_eq!(must_exchange(&lb, b"anyway"), "live");
+        }
+    }
+
+    #[test]
+    fn connections_beyond_the_cap_are_closed() {
+        let backend = EchoBackend::start("capped");
+        let mut lb_options = tcp_options();
+        lb_options.max_connections = 2;
+        let lb = ApiLoadBalancer::start_with(loopback(0), vec![backend.address], lb_options)
+            .expect("start the load balancer");
+        let first = open(lb.local_addr()).expect("first connection");
+        let _second = open(lb.local_addr()).expect("second connection");
+        assert_eq!(lb.active_connections(), 2);
+        let refused = open(lb.local_addr());
+        assert!(
+            refused.is_err(),
+            "a third connection must be closed, yet it reached {:?}",
+            refused.map(|c| c.backend)
+        );
+
+        drop(first);
+        wait_for("a free slot after closing a connection", || {
+            open(lb.local_addr()).map(drop)
+        });
+    }
+
+    #[test]
+    fn shutdown_closes_the_listener_and_the_relayed_connections() {
+        let backend = EchoBackend::start("s");
+        let mut lb = ApiLoadBalancer::start_with(loopback(0), vec![backend.address], tcp_options())
+            .expect("start the load balancer");
+        let address = lb.local_addr();
+        let mut client = open(address).expect("connect through the balancer");
+        lb.shutdown();
+        assert_eq!(lb.active_connections(), 0);
+        let mut rest = Vec::new();
+        let ended = client.reader.read_to_end(&mut rest);
+        assert!(
+            !matches!(&ended, Err(e) if e.kind() == io::ErrorKind::WouldBlock
+                || e.kind() == io::ErrorKind::TimedOut),
+            "the relayed connection was not closed: {ended:?}"
+        );
+        let again = TcpStream::connect(address);
+        assert!(again.is_err(), "{address} still accepts after shutdown");
+        lb.shutdown();
+    }
+
+    // -- /readyz and TLS pass-through ---------------------------------------
+
+    /// A TLS server standing in for an apiserver: `/readyz` answers 200 or
+    /// 503 as told, any other path 200 with the path.
+    struct TlsApiserver {
+        address: SocketAddr,
+        ready: Arc<AtomicBool>,
+        cert_pem: String,
+        listener: Arc<TcpListener>,
+        acceptor: Option<JoinHandle<()>>,
+    }
+
+    impl TlsApiserver {
+        fn start() -> Self {
+            use rustls::pki_types::pem::PemObject;
+            use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+            let identity = cairn_node_api::ServerIdentity::generate(&["127.0.0.1", "localhost"])
+                .expect("generate a server identity");
+            let dir = tempfile::tempdir().expect("tempdir");
+            identity.store(dir.path()).expect("store the identity");
+            let key_pem =
+                std::fs::read(dir.path().join(cairn_node_api::KEY_FILE)).expect("read the key");
+            let cert_pem = identity.cert_pem().to_owned();
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .expect("certificate PEM");
+            let key = PrivateKeyDer::from_pem_slice(&key_pem).expect("key PEM");
+            let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server certificate");
+            let config = Arc::new(config);
+
+            let listener = Arc::new(TcpListener::bind(loopback(0)).expect("bind"));
+            let address = listener.local_addr().expect("address");
+            let ready = Arc::new(AtomicBool::new(true));
+            let acceptor = {
+                let (listener, ready) = (listener.clone(), ready.clone());
+                thread::spawn(move || {
+                    for stream in listener.incoming() {
+                        let Ok(stream) = stream else { return };
+                        let (config, ready) = (config.clone(), ready.clone());
+                        thread::spawn(move || serve_https(config, stream, &ready));
+                    }
+                })
+            };
+            Self {
+                address,
+                ready,
+                cert_pem,
+                listener,
+                acceptor: Some(acceptor),
+            }
+        }
+    }
+
+    impl Drop for TlsApiserver {
+        fn drop(&mut self) {
+            stop_listener(&self.listener);
+            if let Some(acceptor) = self.acceptor.take() {
+                let _ = acceptor.join();
+            }
+        }
+    }
+
+    fn serve_https(config: Arc<rustls::ServerConfig>, tcp: TcpStream, ready: &AtomicBool) {
+        let _ = tcp.set_read_timeout(Some(DEADLINE));
+        let Ok(connection) = rustls::ServerConnection::new(config) else {
+            return;
+        };
+        let mut tls = rustls::StreamOwned::new(connection, tcp);
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+            match tls.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let head = String::from_utf8_lossy(&head);
+        let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let (status, body) = match path.as_str() {
+            "/readyz" if ready.load(Ordering::SeqCst) => ("200 OK", "ok".to_owned()),
+            "/readyz" => (
+                "503 Service Unavailable",
+                "[-]etcd failed: reason withheld".to_owned(),
+            ),
+            _ => ("200 OK", format!("{{\"path\":\"{path}\"}}")),
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tls.write_all(response.as_bytes());
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
+
+    #[test]
+    fn the_readyz_probe_follows_readiness_and_tls_passes_through() {
+        let apiserver = TlsApiserver::start();
+        let probe = ReadyzProbe::new(Duration::from_secs(5));
+        probe.check(apiserver.address).expect("a ready apiserver");
+        apiserver.ready.store(false, Ordering::SeqCst);
+        match probe.check(apiserver.address) {
+            Err(ProbeError::NotReady {
+                status: 503, body, ..
+            }) => {
+                assert!(body.contains("etcd failed"), "{body}")
+            }
+            other => panic!("expected NotReady with 503, got {other:?}"),
+        }
+        apiserver.ready.store(true, Ordering::SeqCst);
+
+        let lb = ApiLoadBalancer::start_with(
+            loopback(0),
+            vec![apiserver.address],
+            options(Arc::new(probe)),
+        )
+        .expect("start the load balancer");
+        // TCP still works, but a not-ready apiserver is unhealthy.
+        apiserver.ready.store(false, Ordering::SeqCst);
+        wait_for_health(&lb, apiserver.address, false);
+        apiserver.ready.store(true, Ordering::SeqCst);
+        wait_for_health(&lb, apiserver.address, true);
+
+        // The client verifies the apiserver's own certificate (which names
+        // 127.0.0.1) through the balancer: TLS passes through untouched.
+        let client = KubeClient::new(
+            &format!("https://{}", lb.local_addr()),
+            ServerTrust::CaPem(apiserver.cert_pem.clone().into_bytes()),
+            Credentials::Anonymous,
+        )
+        .expect("client");
+        let (status, body) = client
+            .request("GET", "/version", None)
+            .expect("GET /version through the balancer");
+        assert_eq!(status, 200);
+        assert_eq!(String::from_utf8_lossy(&body), "{\"path\":\"/version\"}");
     }
 }
