@@ -47,7 +47,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -58,6 +58,9 @@ use cairn_cluster::client::{Credentials, KubeClient, ServerTrust};
 
 /// The port of the node-local load balancer (KubePrism's).
 pub const API_LB_PORT: u16 = 7445;
+/// Where node components find the load balancer: `127.0.0.1:7445`.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, API_LB_PORT));
 /// How long one connection attempt to a backend may take.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often every backend is checked.
@@ -1001,6 +1004,11 @@ mod tests {
             "kept backend stays sticky"
         );
         assert_eq!(selector.candidates()[0], addr(4));
+    }
+
+    #[test]
+    fn the_default_listen_address_is_kubeprisms() {
+        assert_eq!(DEFAULT_LISTEN.to_string(), "127.0.0.1:7445");
     }
 
     #[test]
