@@ -487,6 +487,11 @@ pub struct RenewArgs {
     /// What to renew: `all`, a certificate (apiserver, etcd-server, ...) or a kubeconfig (admin.conf, ...)
     #[arg(value_name = "NAME")]
     pub name: String,
+    /// Names or addresses the renewed apiserver certificate covers in
+    /// addition to its current SANs (with `apiserver` or `all`): adds a SAN
+    /// to a running control plane without re-initialising it
+    #[arg(long, value_name = "SAN,...", value_delimiter = ',')]
+    pub apiserver_cert_extra_sans: Vec<SubjectAltName>,
     #[command(flatten)]
     pub dirs: DirsArgs,
 }

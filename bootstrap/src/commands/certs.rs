@@ -6,7 +6,7 @@ use std::path::Path;
 use cairn_pki::layout::Authority;
 use cairn_pki::{
     CertificateKey, ClusterPkiSpec, NodeName, PkiPaths, RenewTarget, ca_cert_hash,
-    check_expiration, generate, renew,
+    check_expiration, generate, renew_adding_apiserver_sans,
 };
 use time::OffsetDateTime;
 
@@ -29,7 +29,12 @@ pub fn run(command: CertsCommand, out: &mut dyn Write) -> Result<(), BootstrapEr
         CertsCommand::Renew(args) => {
             let target = RenewTarget::parse(&args.name)?;
             let paths = PkiPaths::new(&args.dirs.cert.cert_dir, Some(args.dirs.kubeconfig_dir()));
-            let report = renew(&paths, target, OffsetDateTime::now_utc())?;
+            let report = renew_adding_apiserver_sans(
+                &paths,
+                target,
+                &args.apiserver_cert_extra_sans,
+                OffsetDateTime::now_utc(),
+            )?;
             write!(out, "{report}")?;
             writeln!(
                 out,
