@@ -25,6 +25,7 @@
 pub mod control_plane;
 pub mod etcd;
 pub mod host;
+pub mod lb;
 pub mod phases;
 pub mod plan;
 

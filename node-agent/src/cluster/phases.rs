@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
-use cairn_cluster::client::{Credentials, KubeClient, ServerTrust};
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use cairn_cluster::client::{Credentials, KubeClient, ListParams, ServerTrust};
 use cairn_cluster::discovery::ClusterInfo;
 use cairn_cluster::node::{Heartbeat, NodeRegistration};
 use cairn_config::{JoinConfig, NodeRole};
@@ -19,6 +21,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::lb::{self, ApiLoadBalancer};
 use super::plan::{self, ControlPlanePlan};
 use super::{Context, retry};
 use crate::system::write_atomic;
@@ -69,7 +72,8 @@ fn register_local(context: &Context, plan: &ControlPlanePlan) {
     let kubelet = retry(context, "register", || {
         local_client(plan, KubeconfigFile::Kubelet)
     });
-    register_and_heartbeat(context, &kubelet);
+    let lb = start_api_lb(context, &plan.endpoint_url());
+    register_and_heartbeat(context, &kubelet, lb.as_ref());
 }
 
 /// `wait-control-plane`: the local apiserver answers `/readyz`; returns a
@@ -133,7 +137,14 @@ pub(super) fn join(context: &Context) {
             })
         }
     };
-    register_and_heartbeat(context, &client);
+    // From here on the node reaches the apiservers through its own load
+    // balancer, which rides out VIP moves and dead control planes.
+    let lb = start_api_lb(context, client.server_url());
+    let client = match &lb {
+        Some(_) => retry(context, "register", || client_through_lb(&kubeconfig_path)),
+        None => client,
+    };
+    register_and_heartbeat(context, &client, lb.as_ref());
 }
 
 /// `discovery`: `cluster-info` checked against the CA pin and the token's
@@ -303,7 +314,7 @@ fn bootstrap_token(client: &KubeClient, plan: &ControlPlanePlan) -> Result<(), S
 
 /// Registers the Node, then renews its Lease and Ready condition for as
 /// long as the node runs.
-fn register_and_heartbeat(context: &Context, client: &KubeClient) {
+fn register_and_heartbeat(context: &Context, client: &KubeClient, lb: Option<&ApiLoadBalancer>) {
     context.phase("register");
     let registration = registration(context);
     retry(context, "register", || {
@@ -323,7 +334,88 @@ fn register_and_heartbeat(context: &Context, client: &KubeClient) {
             Ok(_) => {}
             Err(error) => context.failed("heartbeat", &error.to_string()),
         }
+        if let Some(lb) = lb {
+            refresh_lb_backends(lb, client);
+        }
         std::thread::sleep(HEARTBEAT_INTERVAL);
+    }
+}
+
+/// The node-local load balancer on 127.0.0.1:7445, first aimed at the
+/// control-plane endpoint (`https://host:port`); `None` when it cannot
+/// start (the node then talks to the endpoint directly).
+fn start_api_lb(context: &Context, endpoint_url: &str) -> Option<ApiLoadBalancer> {
+    let endpoint = endpoint_url.trim_start_matches("https://");
+    let backends: Vec<SocketAddr> = endpoint
+        .to_socket_addrs()
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    match ApiLoadBalancer::start(lb::DEFAULT_LISTEN, backends) {
+        Ok(balancer) => {
+            context.say(&format!(
+                "apiserver load balancer on {} (first backend {endpoint})",
+                balancer.local_addr()
+            ));
+            Some(balancer)
+        }
+        Err(error) => {
+            context.failed("api-lb", &format!("not started: {error}"));
+            None
+        }
+    }
+}
+
+/// The node's kubeconfig credentials, through the load balancer (the
+/// apiserver certificates name 127.0.0.1).
+fn client_through_lb(kubeconfig_path: &Path) -> Result<KubeClient, String> {
+    let text = std::fs::read_to_string(kubeconfig_path)
+        .map_err(|e| format!("reading {}: {e}", kubeconfig_path.display()))?;
+    let creds = Kubeconfig::parse(&text)
+        .and_then(|k| k.current_credentials())
+        .map_err(|e| format!("{}: {e}", kubeconfig_path.display()))?;
+    KubeClient::new(
+        &format!("https://{}", lb::DEFAULT_LISTEN),
+        ServerTrust::CaPem(creds.ca_pem.into_bytes()),
+        Credentials::ClientCertificate {
+            cert_pem: creds.client_cert_pem.into_bytes(),
+            key_pem: creds.client_key_pem.into_bytes(),
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Every control-plane Node's `InternalIP`:6443 becomes a backend.
+fn refresh_lb_backends(lb: &ApiLoadBalancer, client: &KubeClient) {
+    let params = ListParams::labels(cairn_cluster::node::CONTROL_PLANE_ROLE);
+    let Ok(nodes) = client.list::<k8s_openapi::api::core::v1::Node>(None, &params) else {
+        return;
+    };
+    let mut backends: Vec<SocketAddr> = nodes
+        .items
+        .iter()
+        .filter_map(|node| {
+            node.status
+                .as_ref()?
+                .addresses
+                .as_ref()?
+                .iter()
+                .find(|a| a.type_ == "InternalIP")?
+                .address
+                .parse::<std::net::IpAddr>()
+                .ok()
+        })
+        .map(|ip| SocketAddr::new(ip, cairn_config::model::DEFAULT_APISERVER_PORT))
+        .collect();
+    backends.sort();
+    if !backends.is_empty()
+        && backends
+            != lb
+                .backends_health()
+                .iter()
+                .map(|(a, _)| *a)
+                .collect::<Vec<_>>()
+    {
+        lb.set_backends(backends);
     }
 }
 
