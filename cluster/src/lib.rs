@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod discovery;
+pub mod duration;
 pub mod jws;
 pub mod node;
 pub mod tls_bootstrap;

@@ -37,7 +37,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-pub use cairn_control_plane::controllers::duration::GoDuration;
+pub use cairn_cluster::duration::GoDuration;
 
 use crate::cli::{TokenCommand, TokenCreateArgs};
 use crate::error::BootstrapError;

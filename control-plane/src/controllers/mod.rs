@@ -33,7 +33,7 @@ pub mod bootstrapsigner;
 pub mod csr;
 pub mod csrapproving;
 pub mod csrsigning;
-pub mod duration;
+pub use cairn_cluster::duration;
 pub mod kube;
 pub mod leader;
 pub mod runner;
