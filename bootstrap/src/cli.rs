@@ -37,6 +37,32 @@ pub enum Command {
     /// Run Cairn nodes in QEMU (KVM when it works, TCG otherwise)
     #[command(subcommand)]
     Qemu(QemuCommand),
+    /// Make a node waiting in maintenance mode the first control plane of a
+    /// new cluster (kubeadm init).
+    ///
+    /// Renders a machine config from the flags and checks it with the same
+    /// rules the node applies. Then either prints it (--print-config),
+    /// writes it (--config-out), or applies it to a node in maintenance mode
+    /// (--node, --maintenance-key and --fingerprint, all shown on the
+    /// node's console). The node then forms the cluster by itself: PKI,
+    /// etcd, apiserver, controller manager, bootstrap token.
+    ///
+    /// The bootstrap token (and, with --upload-certs, the certificate key) is
+    /// generated here unless given, and printed with the join commands for
+    /// the other nodes. The CA pin (--discovery-token-ca-cert-hash) only
+    /// exists once the node created its CA: the node prints it on its
+    /// console as "join workers with: ...".
+    Init(InitArgs),
+    /// Make a node waiting in maintenance mode join an existing cluster
+    /// (kubeadm join).
+    ///
+    /// First runs token discovery against ENDPOINT from here: reads
+    /// cluster-info, checks the CA pin and the token's signature, so a wrong
+    /// pin or an unknown token is refused before anything is written or
+    /// applied. Then renders a machine config with [node] and [join] (and
+    /// [cluster.vip] for a control plane with --vip) and prints, writes or
+    /// applies it like `bootstrap init`. The node then joins by itself.
+    Join(JoinArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -539,4 +565,177 @@ fn parse_advertise_address(text: &str) -> Result<IpAddr, String> {
         ));
     }
     Ok(ip)
+}
+
+/// Where a rendered machine config goes: printed, written to a file,
+/// applied to a node in maintenance mode (any combination, at least one).
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("destination").required(true).multiple(true).args(["print_config", "config_out", "node"]))]
+pub struct ConfigDestinationArgs {
+    /// Print the machine config (TOML) on stdout; it holds the token and the
+    /// certificate key, so treat it as a secret
+    #[arg(long)]
+    pub print_config: bool,
+    /// Write the machine config to FILE (mode 0600, replaced atomically),
+    /// e.g. to serve it as a cairn.config= URL or a NoCloud drive
+    #[arg(long, value_name = "FILE")]
+    pub config_out: Option<PathBuf>,
+    /// Apply the config to this node's API (it must be in maintenance mode,
+    /// waiting for a config); port 50000 unless given
+    #[arg(long, value_name = "HOST[:PORT]", requires_all = ["maintenance_key", "fingerprint"])]
+    pub node: Option<String>,
+    /// The node's one-time maintenance key, as its console shows it
+    /// (e.g. 7K2QD-M9XPA-0RTVB-4HN3C)
+    #[arg(long, value_name = "KEY", requires = "node")]
+    pub maintenance_key: Option<cairn_node_api::MaintenanceKey>,
+    /// The node API certificate's fingerprint, as its console shows it
+    /// (sha256:<64 hex>); the connection is refused if the node presents
+    /// another certificate
+    #[arg(long, value_name = "SHA256", requires = "node", value_parser = parse_fingerprint)]
+    pub fingerprint: Option<String>,
+    /// PEM file with the CA whose client certificates may use the node API
+    /// once the config is applied (the config's [api] client-ca); without
+    /// it the maintenance key stops working after the config is applied and
+    /// only the cluster CA is trusted
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+}
+
+fn parse_fingerprint(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let hex_part = text
+        .strip_prefix("sha256:")
+        .ok_or_else(|| format!("{text:?} does not start with sha256: (expected sha256:<64 hex digits>, as the node's console shows it)"))?;
+    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{text:?} is not sha256: followed by 64 hex digits, as the node's console shows it"
+        ));
+    }
+    Ok(format!("sha256:{}", hex_part.to_ascii_lowercase()))
+}
+
+/// The node's identity and network (`[node]`).
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("addressing").required(true).args(["address", "dhcp"]))]
+pub struct NodeNetworkArgs {
+    /// The node's name: Node object and hostname (lower-case RFC 1123)
+    #[arg(long, value_name = "NAME")]
+    pub node_name: NodeName,
+    /// Static address(es) of the node with prefix length, e.g.
+    /// 10.5.0.11/24 (repeat or comma-separate for several)
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub address: Vec<cairn_config::InterfaceAddress>,
+    /// Default gateway for static addressing; must lie in an --address subnet
+    #[arg(long, value_name = "IP", requires = "address")]
+    pub gateway: Option<IpAddr>,
+    /// Get the address, gateway and DNS servers by DHCPv4
+    #[arg(long)]
+    pub dhcp: bool,
+    /// The interface the address belongs to [default: the first Ethernet
+    /// interface with a link]
+    #[arg(long, value_name = "IF")]
+    pub interface: Option<cairn_config::InterfaceName>,
+}
+
+/// `[cluster.vip]`: a virtual IP in front of the apiservers.
+#[derive(Debug, Args)]
+pub struct VipArgs {
+    /// A virtual IP held by one healthy control plane at a time (a free
+    /// address in the node subnet, no prefix), e.g. 10.5.0.10
+    #[arg(long, value_name = "ADDRESS", requires = "vip_interface")]
+    pub vip: Option<IpAddr>,
+    /// The interface the VIP is added to and announced on, e.g. eth0
+    #[arg(long, value_name = "IF", requires = "vip")]
+    pub vip_interface: Option<cairn_config::InterfaceName>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub network: NodeNetworkArgs,
+    /// The node's role; init always makes the first control plane (workers
+    /// and further control planes use `bootstrap join`)
+    #[arg(long, value_name = "ROLE", default_value = "control-plane", value_parser = parse_init_role)]
+    pub role: cairn_config::NodeRole,
+    /// Stable address of the control plane (the VIP or a DNS name),
+    /// `HOST[:PORT]` [default: the VIP if set, else the node's address,
+    /// port 6443]
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub control_plane_endpoint: Option<ControlPlaneEndpoint>,
+    /// The network pod addresses come from [default: 10.244.0.0/16]
+    #[arg(long, value_name = "CIDR")]
+    pub pod_network_cidr: Option<Cidr>,
+    /// The network ClusterIP Services get addresses from [default: 10.96.0.0/12]
+    #[arg(long, value_name = "CIDR")]
+    pub service_cidr: Option<Cidr>,
+    /// The DNS domain of Services [default: cluster.local]
+    #[arg(long, value_name = "DOMAIN")]
+    pub service_dns_domain: Option<DnsDomain>,
+    /// Extra IPs or DNS names for the apiserver certificate
+    #[arg(long, value_name = "SAN,...", value_delimiter = ',')]
+    pub apiserver_cert_extra_sans: Vec<SubjectAltName>,
+    /// The bootstrap token the node creates ([a-z0-9]{6}.[a-z0-9]{16})
+    /// [default: a random one, printed]
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<cairn_pki::BootstrapToken>,
+    /// Upload the shared CA files encrypted with the certificate key, so
+    /// that other control planes can join (kubeadm-certs Secret)
+    #[arg(long)]
+    pub upload_certs: bool,
+    /// The key encrypting the uploaded CA files (64 hex digits)
+    /// [default: a random one, printed]
+    #[arg(long, value_name = "KEY", requires = "upload_certs")]
+    pub certificate_key: Option<cairn_pki::CertificateKey>,
+    #[command(flatten)]
+    pub vip: VipArgs,
+    #[command(flatten)]
+    pub destination: ConfigDestinationArgs,
+}
+
+fn parse_init_role(text: &str) -> Result<cairn_config::NodeRole, String> {
+    match text.parse::<cairn_config::NodeRole>() {
+        Ok(cairn_config::NodeRole::ControlPlane) => Ok(cairn_config::NodeRole::ControlPlane),
+        Ok(cairn_config::NodeRole::Worker) => Err(
+            "init makes the first control plane of a new cluster; a worker joins one with `bootstrap join`"
+                .to_owned(),
+        ),
+        Err(e) => Err(format!("{e}; init only takes control-plane")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The cluster's control-plane endpoint, `HOST[:PORT]` (port 6443 when
+    /// omitted), as printed by `bootstrap init`
+    #[arg(value_name = "ENDPOINT")]
+    pub endpoint: ControlPlaneEndpoint,
+    /// A bootstrap token of the cluster (`bootstrap token create` on a
+    /// control plane)
+    #[arg(long, value_name = "TOKEN")]
+    pub token: cairn_pki::BootstrapToken,
+    /// The cluster CA's pin, sha256:<64 hex> (on a control plane: `bootstrap
+    /// certs ca-hash`; the first node's console prints it)
+    #[arg(long, value_name = "sha256:HASH")]
+    pub discovery_token_ca_cert_hash: cairn_config::CaCertHash,
+    /// Join as a control plane (own etcd member, apiserver, controller
+    /// manager); needs --certificate-key
+    #[arg(long)]
+    pub control_plane: bool,
+    /// The certificate key the first control plane uploaded the shared CA
+    /// files with (64 hex digits); control planes only
+    #[arg(long, value_name = "KEY")]
+    pub certificate_key: Option<cairn_pki::CertificateKey>,
+    /// Do not run token discovery from here. Use it when ENDPOINT is not
+    /// reachable from where this command runs (e.g. a VIP only reachable
+    /// inside the node network); the node still checks the pin and the
+    /// token itself before it sends anything, and shows a refusal in its
+    /// status and on its console.
+    #[arg(long)]
+    pub skip_discovery: bool,
+    #[command(flatten)]
+    pub network: NodeNetworkArgs,
+    #[command(flatten)]
+    pub vip: VipArgs,
+    #[command(flatten)]
+    pub destination: ConfigDestinationArgs,
 }

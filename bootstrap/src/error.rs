@@ -34,6 +34,8 @@ pub enum BootstrapError {
     NodeApi(#[from] cairn_node_api::ClientError),
     #[error(transparent)]
     Token(#[from] crate::commands::token::TokenError),
+    #[error(transparent)]
+    NodeConfig(#[from] crate::commands::init::NodeConfigError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -23,5 +23,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), BootstrapError> {
         cli::Command::Token(token) => commands::token::run(token, out),
         cli::Command::Image(image) => commands::image::run(image, out),
         cli::Command::Qemu(qemu) => commands::qemu::run(qemu, out),
+        cli::Command::Init(init) => commands::init::run(init, out),
+        cli::Command::Join(join) => commands::join::run(join, out),
     }
 }

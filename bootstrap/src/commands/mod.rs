@@ -2,5 +2,7 @@
 
 pub mod certs;
 pub mod image;
+pub mod init;
+pub mod join;
 pub mod qemu;
 pub mod token;
