@@ -35,7 +35,7 @@ pub enum BootstrapError {
     #[error(transparent)]
     Token(#[from] crate::commands::token::TokenError),
     #[error(transparent)]
-    NodeConfig(#[from] crate::commands::init::NodeConfigError),
+    NodeConfig(Box<crate::commands::init::NodeConfigError>),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -664,7 +664,7 @@ fn init_applies_exactly_the_rendered_config_to_a_maintenance_node() {
     );
     assert_eq!(
         double.configs(),
-        [printed.clone()],
+        std::slice::from_ref(&printed),
         "the node must receive exactly the rendered config"
     );
     let notes = stdout(&output);
@@ -721,7 +721,7 @@ fn join_applies_with_skip_discovery() {
         server.fingerprint(),
     ]);
     let printed = stdout(&output);
-    assert_eq!(double.configs(), [printed.clone()]);
+    assert_eq!(double.configs(), std::slice::from_ref(&printed));
     let config = parse(&printed);
     assert_eq!(config.join.expect("[join]").token.to_string(), TOKEN);
     let notes = stderr(&output);

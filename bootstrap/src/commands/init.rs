@@ -59,7 +59,7 @@ pub enum NodeConfigError {
     },
     /// Rendering or re-reading the config failed (a bug, not bad input).
     #[error("cannot render the machine config: {0}")]
-    Render(#[from] cairn_config::ConfigError),
+    Render(Box<cairn_config::ConfigError>),
     /// `--client-ca` is unreadable or not a CA bundle.
     #[error("--client-ca: {path}: {reason}")]
     ClientCa {
@@ -84,7 +84,7 @@ pub enum NodeConfigError {
         /// What to check, depending on the failure.
         hint: String,
         /// The client's error.
-        source: ClientError,
+        source: Box<ClientError>,
     },
     /// Token discovery against the join endpoint failed.
     #[error("token discovery against {endpoint} failed: {source}{hint}")]
@@ -96,6 +96,13 @@ pub enum NodeConfigError {
         /// Discovery's error, which says what was expected and seen.
         source: Box<cairn_cluster::discovery::DiscoveryError>,
     },
+}
+
+// Boxed: the CLI's error type stays small for every other command.
+impl From<NodeConfigError> for BootstrapError {
+    fn from(error: NodeConfigError) -> Self {
+        BootstrapError::NodeConfig(Box::new(error))
+    }
 }
 
 /// Runs `bootstrap init`.
@@ -283,9 +290,10 @@ pub(crate) fn deliver(
                 .collect(),
         });
     }
-    let text = config.to_toml()?;
+    let render_error = |e| NodeConfigError::Render(Box::new(e));
+    let text = config.to_toml().map_err(render_error)?;
     // The node parses exactly this text; refuse here what it would refuse.
-    let reread = MachineConfig::parse(&text, origin)?;
+    let reread = MachineConfig::parse(&text, origin).map_err(render_error)?;
     if &reread != config {
         return Err(NodeConfigError::Invalid {
             problems: vec![format!(
@@ -355,7 +363,7 @@ fn apply(
     let failed = |source: ClientError| NodeConfigError::Apply {
         node: address.to_owned(),
         hint: apply_hint(&source),
-        source,
+        source: Box::new(source),
     };
     let client = NodeClient::new(
         address,
