@@ -690,6 +690,18 @@ pub struct InitArgs {
     pub vip: VipArgs,
     #[command(flatten)]
     pub destination: ConfigDestinationArgs,
+    /// With --node: a client certificate (PEM) issued by the --client-ca
+    /// CA. init then waits until the node has created its cluster CA, reads
+    /// it through the node API and prints the join commands with the real
+    /// --discovery-token-ca-cert-hash
+    #[arg(long, value_name = "FILE", requires_all = ["client_key", "client_ca", "node"])]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// How long to wait for the node's cluster CA with --client-cert
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub wait_timeout: u64,
 }
 
 fn parse_init_role(text: &str) -> Result<cairn_config::NodeRole, String> {

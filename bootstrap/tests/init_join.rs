@@ -71,6 +71,11 @@ fn parse(text: &str) -> MachineConfig {
 #[derive(Default)]
 struct MaintenanceNode {
     configs: Mutex<Vec<String>>,
+    /// The cluster CA the node "creates" after its config was applied;
+    /// the first read after that still finds nothing, as on a node whose
+    /// certs phase has not run yet.
+    cluster_ca: Mutex<Option<String>>,
+    ca_reads: Mutex<Vec<Caller>>,
 }
 
 impl MaintenanceNode {
@@ -94,14 +99,21 @@ impl NodeService for MaintenanceNode {
 
     fn read_file(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         path: &Path,
         _max_bytes: usize,
     ) -> Result<Vec<u8>, ApiError> {
-        Err(ApiError::not_found(format!(
-            "{}: no such file",
-            path.display()
-        )))
+        let missing = || ApiError::not_found(format!("{}: no such file", path.display()));
+        if path != Path::new("/etc/kubernetes/pki/ca.crt") || self.configs().is_empty() {
+            return Err(missing());
+        }
+        let mut reads = self.ca_reads.lock().expect("reads lock");
+        reads.push(caller.clone());
+        if reads.len() == 1 {
+            return Err(missing());
+        }
+        let ca = self.cluster_ca.lock().expect("ca lock").clone();
+        ca.map(String::into_bytes).ok_or_else(missing)
     }
 
     fn apply_config(&self, _caller: &Caller, toml: &str) -> Result<(), ApiError> {
@@ -693,6 +705,128 @@ fn init_applies_exactly_the_rendered_config_to_a_maintenance_node() {
         .concat(),
     );
     assert_eq!(double.configs().len(), 2);
+}
+
+#[test]
+fn init_with_a_client_certificate_waits_for_the_ca_hash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The admin CA trusted by the node API, and a client certificate it
+    // issued; a second PKI stands for the cluster CA the node creates.
+    let admin = make_ca(&dir.path().join("admin"));
+    let cluster = make_ca(&dir.path().join("cluster"));
+    let expected_hash = stdout(&succeeds(&[
+        "certs",
+        "ca-hash",
+        "--cert-dir",
+        cluster.to_str().expect("utf-8"),
+    ]))
+    .trim()
+    .to_owned();
+    let (server, double, key) = maintenance_node();
+    let admin_ca = std::fs::read_to_string(admin.join("ca.crt")).expect("admin CA");
+    server.set_client_ca(Some(&admin_ca)).expect("client CA");
+    *double.cluster_ca.lock().expect("ca lock") =
+        Some(std::fs::read_to_string(cluster.join("ca.crt")).expect("cluster CA"));
+    let node = server.local_addr().to_string();
+    let path = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    let output = succeeds(&[
+        "init",
+        "--node-name",
+        "node-1",
+        "--address",
+        "10.5.0.11/24",
+        "--token",
+        TOKEN,
+        "--node",
+        &node,
+        "--maintenance-key",
+        &key.to_string(),
+        "--fingerprint",
+        server.fingerprint(),
+        "--client-ca",
+        &path(&admin.join("ca.crt")),
+        "--client-cert",
+        &path(&admin.join("apiserver-kubelet-client.crt")),
+        "--client-key",
+        &path(&admin.join("apiserver-kubelet-client.key")),
+        "--wait-timeout",
+        "120",
+    ]);
+    let notes = stdout(&output);
+    assert!(
+        notes.contains(&format!(
+            "bootstrap join 10.5.0.11:6443 --token {TOKEN} --discovery-token-ca-cert-hash {expected_hash}"
+        )),
+        "{notes}"
+    );
+    assert!(!notes.contains("<shown on the node's console"), "{notes}");
+    let config = parse(&double.configs()[0]);
+    assert_eq!(
+        config.api.client_ca.map(|c| c.as_pem().trim().to_owned()),
+        Some(admin_ca.trim().to_owned())
+    );
+    // The CA was read with the client certificate, after one miss.
+    let reads = double.ca_reads.lock().expect("reads lock").clone();
+    assert!(reads.len() >= 2, "{reads:?}");
+    assert!(
+        reads
+            .iter()
+            .all(|caller| matches!(caller, Caller::Certificate { .. })),
+        "{reads:?}"
+    );
+
+    // A client certificate without its key is refused before anything runs.
+    let message = fails(&[
+        "init",
+        "--node-name",
+        "node-1",
+        "--dhcp",
+        "--node",
+        &node,
+        "--maintenance-key",
+        &key.to_string(),
+        "--fingerprint",
+        server.fingerprint(),
+        "--client-ca",
+        &path(&admin.join("ca.crt")),
+        "--client-cert",
+        &path(&admin.join("apiserver-kubelet-client.crt")),
+    ]);
+    assert!(message.contains("--client-key"), "{message}");
+    assert_eq!(double.configs().len(), 1);
+
+    // A node that never shows a CA: the wait ends at its deadline with what
+    // was seen last and where else the hash is.
+    let (server, double, key) = maintenance_node();
+    server.set_client_ca(Some(&admin_ca)).expect("client CA");
+    let message = fails(&[
+        "init",
+        "--node-name",
+        "node-1",
+        "--dhcp",
+        "--node",
+        &server.local_addr().to_string(),
+        "--maintenance-key",
+        &key.to_string(),
+        "--fingerprint",
+        server.fingerprint(),
+        "--client-ca",
+        &path(&admin.join("ca.crt")),
+        "--client-cert",
+        &path(&admin.join("apiserver-kubelet-client.crt")),
+        "--client-key",
+        &path(&admin.join("apiserver-kubelet-client.key")),
+        "--wait-timeout",
+        "2",
+    ]);
+    assert!(message.contains("/etc/kubernetes/pki/ca.crt"), "{message}");
+    assert!(message.contains("404"), "{message}");
+    assert!(message.contains("console"), "{message}");
+    assert_eq!(
+        double.configs().len(),
+        1,
+        "the config was applied before the wait"
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use cairn_config::{
     Addressing, ApiConfig, CaBundle, ClusterConfig, ContainerdConfig, KernelConfig, MachineConfig,
@@ -86,6 +87,20 @@ pub enum NodeConfigError {
         /// The client's error.
         source: Box<ClientError>,
     },
+    /// The node's cluster CA did not become readable.
+    #[error(
+        "--client-cert: could not read {CLUSTER_CA_PATH} from {node} within {}s (last: {last}); \
+         the config is applied: the node's console shows the CA hash (\"join workers with: ...\")",
+        waited.as_secs()
+    )]
+    WaitForCa {
+        /// `host:port` of the node API.
+        node: String,
+        /// How long it was tried.
+        waited: Duration,
+        /// The last failure.
+        last: String,
+    },
     /// Token discovery against the join endpoint failed.
     #[error("token discovery against {endpoint} failed: {source}{hint}")]
     Discovery {
@@ -114,18 +129,114 @@ pub fn run(args: InitArgs, out: &mut dyn Write) -> Result<(), BootstrapError> {
         (None, false) => None,
     };
     let config = init_config(&args, &token, certificate_key.as_ref())?;
+    // Read before anything is applied, so a bad path changes nothing.
+    let admin = admin_credentials(&args)?;
     let delivered = deliver(&config, "bootstrap init", &args.destination, out)?;
     let mut notes = delivered.notes_writer(out);
-    write_init_notes(
+    write_init_summary(
+        &mut *notes,
+        &args,
+        &token,
+        certificate_key.as_ref(),
+        &delivered,
+    )?;
+    let ca_hash = match (&delivered.applied_to, admin, &args.destination.fingerprint) {
+        (Some(address), Some(admin), Some(fingerprint)) => {
+            writeln!(
+                notes,
+                "[init] waiting up to {}s for {}'s cluster CA ({CLUSTER_CA_PATH} through the node API)",
+                args.wait_timeout, args.network.node_name
+            )?;
+            notes.flush()?;
+            let hash = wait_for_ca_hash(
+                address,
+                fingerprint,
+                admin,
+                Duration::from_secs(args.wait_timeout),
+            )?;
+            writeln!(notes, "[init] cluster CA hash: {hash}")?;
+            Some(hash)
+        }
+        _ => None,
+    };
+    write_join_commands(
         &mut *notes,
         &args,
         &config,
         &token,
         certificate_key.as_ref(),
-        &delivered,
+        ca_hash.as_deref(),
     )?;
     Ok(())
 }
+
+/// Where node-agent keeps the cluster CA (kubeadm's layout, on STATE).
+pub const CLUSTER_CA_PATH: &str = "/etc/kubernetes/pki/ca.crt";
+
+/// `--client-cert`/`--client-key`, read into node API credentials.
+fn admin_credentials(args: &InitArgs) -> Result<Option<Credentials>, NodeConfigError> {
+    let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) else {
+        return Ok(None);
+    };
+    let read = |flag: &str, path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| NodeConfigError::Flag {
+            flag: flag.to_owned(),
+            message: format!("cannot read {}: {e}", path.display()),
+        })
+    };
+    Ok(Some(Credentials::ClientCert {
+        cert_pem: read("--client-cert", cert)?,
+        key_pem: read("--client-key", key)?,
+    }))
+}
+
+/// Polls the node API for the cluster CA until it exists (the node creates
+/// it in its first phase) and returns its pin.
+fn wait_for_ca_hash(
+    address: &str,
+    fingerprint: &str,
+    admin: Credentials,
+    timeout: Duration,
+) -> Result<String, NodeConfigError> {
+    let client = NodeClient::new(
+        address,
+        ServerTrust::Fingerprint(fingerprint.to_owned()),
+        admin,
+    )
+    .map_err(|source| NodeConfigError::WaitForCa {
+        node: address.to_owned(),
+        waited: Duration::ZERO,
+        last: source.to_string(),
+    })?;
+    let started = Instant::now();
+    loop {
+        // Until the node has applied the config (and so trusts
+        // --client-ca) or created its CA, reads fail; only the deadline
+        // ends the wait.
+        let last = match client.read(CLUSTER_CA_PATH) {
+            Ok(bytes) => {
+                let pem = String::from_utf8_lossy(&bytes);
+                match cairn_pki::ca_cert_hash(&pem) {
+                    Ok(hash) => return Ok(hash),
+                    Err(e) => format!("{CLUSTER_CA_PATH} is not a certificate: {e}"),
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        tracing::debug!(node = %address, %last, "cluster CA not readable yet");
+        if started.elapsed() >= timeout {
+            return Err(NodeConfigError::WaitForCa {
+                node: address.to_owned(),
+                waited: started.elapsed(),
+                last,
+            });
+        }
+        std::thread::sleep(CA_POLL_INTERVAL);
+    }
+}
+
+/// How often the node is asked for its CA.
+const CA_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The machine config `init` renders from its flags.
 pub fn init_config(
@@ -446,11 +557,10 @@ fn join_endpoint(config: &MachineConfig) -> String {
     }
 }
 
-/// What happens next, and the commands for the other nodes.
-fn write_init_notes(
+/// Where the config went, the secrets, and what the node does next.
+fn write_init_summary(
     notes: &mut dyn Write,
     args: &InitArgs,
-    config: &MachineConfig,
     token: &BootstrapToken,
     certificate_key: Option<&CertificateKey>,
     delivered: &Delivered,
@@ -487,13 +597,28 @@ fn write_init_notes(
              drive); it then initialises the cluster by itself."
         )?,
     }
+    Ok(())
+}
+
+/// The commands for the other nodes, with the CA hash when it is known.
+fn write_join_commands(
+    notes: &mut dyn Write,
+    args: &InitArgs,
+    config: &MachineConfig,
+    token: &BootstrapToken,
+    certificate_key: Option<&CertificateKey>,
+    ca_hash: Option<&str>,
+) -> std::io::Result<()> {
+    let name = args.network.node_name.as_str();
     let endpoint = join_endpoint(config);
-    let base = format!(
-        "bootstrap join {endpoint} --token {token} --discovery-token-ca-cert-hash {CA_HASH_PLACEHOLDER}"
-    );
+    let hash = ca_hash.unwrap_or(CA_HASH_PLACEHOLDER);
+    let base =
+        format!("bootstrap join {endpoint} --token {token} --discovery-token-ca-cert-hash {hash}");
+    let node_flags = "--node-name NAME (--address CIDR --gateway IP | --dhcp) \\\n      \
+                      --node HOST --maintenance-key KEY --fingerprint SHA256";
     writeln!(
         notes,
-        "\nOnce it is up, join workers with:\n\n  {base} \\\n      --node-name NAME (--address CIDR --gateway IP | --dhcp) \\\n      --node HOST --maintenance-key KEY --fingerprint SHA256"
+        "\nOnce it is up, join workers with:\n\n  {base} \\\n      {node_flags}"
     )?;
     match certificate_key {
         Some(key) => {
@@ -503,7 +628,8 @@ fn write_init_notes(
             };
             writeln!(
                 notes,
-                "\nand control planes with:\n\n  {base} \\\n      --control-plane --certificate-key {key}{vip} \\\n      --node-name NAME (--address CIDR --gateway IP | --dhcp) \\\n      --node HOST --maintenance-key KEY --fingerprint SHA256"
+                "\nand control planes with:\n\n  {base} \\\n      \
+                 --control-plane --certificate-key {key}{vip} \\\n      {node_flags}"
             )?;
         }
         None => writeln!(
@@ -511,14 +637,17 @@ fn write_init_notes(
             "\nControl planes cannot join this cluster: it uploads no CA files (add --upload-certs)."
         )?,
     }
-    writeln!(
-        notes,
-        "\nThe CA hash exists once {name} has created its CA. It is on {name}'s console \
-         (\"join workers with: ...\"), or, with a node API client certificate (--client-ca), \
-         compute it from the CA: \
-         `bootstrap qemu api --name LAB {name} read /etc/kubernetes/pki/ca.crt > DIR/ca.crt` \
-         then `bootstrap certs ca-hash --cert-dir DIR`."
-    )
+    if ca_hash.is_none() {
+        writeln!(
+            notes,
+            "\nThe CA hash exists once {name} has created its CA. It is on {name}'s console \
+             (\"join workers with: ...\"); or give init --client-cert/--client-key to wait for \
+             it here; or, in a QEMU lab, compute it from the CA: \
+             `bootstrap qemu api --name LAB {name} read {CLUSTER_CA_PATH} > DIR/ca.crt` \
+             then `bootstrap certs ca-hash --cert-dir DIR`."
+        )?;
+    }
+    Ok(())
 }
 
 /// How to follow a node that got its config.
