@@ -15,7 +15,11 @@
 //! certificate key for `--upload-certs`) are generated here when not given,
 //! so the join commands can be printed at once. The CA pin cannot be: the
 //! node creates its CA after it received the config, and prints the pin on
-//! its console.
+//! its console. Once the config is applied the maintenance key no longer
+//! opens the node API, so only with a client certificate of the
+//! `--client-ca` CA (`--client-cert`/`--client-key`) can `init` wait for
+//! the CA (polling `/etc/kubernetes/pki/ca.crt` through the node API until
+//! `--wait-timeout`) and print the join commands with the real pin.
 //!
 //! When the config goes to stdout, everything else goes to stderr, so
 //! `bootstrap init ... --print-config > node-1.toml` yields a clean file.
@@ -669,4 +673,29 @@ pub(crate) fn write_watch_hint(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_api_address_adds_the_api_port() {
+        assert_eq!(node_api_address("10.5.0.11"), "10.5.0.11:50000");
+        assert_eq!(node_api_address("10.5.0.11:1234"), "10.5.0.11:1234");
+        assert_eq!(node_api_address("fd00::11"), "[fd00::11]:50000");
+        assert_eq!(node_api_address("[fd00::11]"), "[fd00::11]:50000");
+        assert_eq!(node_api_address("[fd00::11]:7"), "[fd00::11]:7");
+        assert_eq!(node_api_address("node-1.lab"), "node-1.lab:50000");
+        assert_eq!(node_api_address("node-1.lab:50001"), "node-1.lab:50001");
+    }
+
+    #[test]
+    fn config_keys_map_to_their_flags() {
+        assert_eq!(flag_for_key("node.addresses[0]"), "--address");
+        assert_eq!(flag_for_key("cluster.vip.interface"), "--vip-interface");
+        assert_eq!(flag_for_key("cluster.vip.address"), "--vip");
+        assert_eq!(flag_for_key("join.endpoint"), "ENDPOINT");
+        assert_eq!(flag_for_key("kernel.modules"), "kernel.modules");
+    }
 }
