@@ -139,6 +139,7 @@ pub(super) fn join(context: &Context) {
     let configuration_path = Path::new(plan::KUBERNETES_DIR).join("cluster-configuration.yaml");
     let joined_before = cert_dir.join("ca.key").is_file() && configuration_path.is_file();
 
+    super::preflight(context);
     if !joined_before {
         let info = phases::discover(context, &join);
         let Some(key) = join.certificate_key.clone() else {

@@ -28,6 +28,7 @@ pub mod host;
 pub mod lb;
 pub mod phases;
 pub mod plan;
+pub mod preflight;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -145,6 +146,7 @@ fn init(context: &Context) {
         status.endpoint = Some(plan.endpoint_url());
     });
 
+    preflight(context);
     context.phase("certs");
     retry(context, "certs", || certs(context, &plan));
 
@@ -235,6 +237,24 @@ fn watch_vip(outer: &Context) {
     if let Err(error) = spawned {
         outer.say(&format!("VIP watcher not started: {error}"));
     }
+}
+
+/// `preflight` before a control plane starts anything; errors are retried
+/// (a busy port may free up, NTP may fix the clock), warnings printed.
+fn preflight(context: &Context) {
+    context.phase("preflight");
+    let binaries = [plan::ETCD_BINARY, plan::CONTROL_PLANE_BINARY];
+    retry(context, "preflight", || {
+        let findings = preflight::check(&preflight::LinuxHost, &binaries);
+        for warning in &findings.warnings {
+            context.say(&format!("[preflight] warning: {warning}"));
+        }
+        if findings.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(findings.errors.join("; "))
+        }
+    });
 }
 
 /// Generates (or completes) the PKI under `/etc/kubernetes`, which points
