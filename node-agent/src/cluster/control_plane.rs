@@ -28,7 +28,7 @@ use cairn_pki::{CertificateKey, SHARED_CA_FILES};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::etcd::{self, EtcdMembership};
 use super::plan::{self, ClusterConfiguration, ControlPlanePlan, EtcdClusterState};
@@ -39,12 +39,15 @@ use crate::system::write_atomic;
 pub const KUBEADM_CERTS: &str = "kubeadm-certs";
 /// The group of kubeadm's default bootstrap token.
 const NODE_TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+/// How long the encrypted CA keys stay in the cluster (kubeadm's TTL).
+const CERTS_TTL: time::Duration = time::Duration::hours(2);
 /// How long a learner may take to catch up before the join gives up.
 const PROMOTE_DEADLINE: Duration = Duration::from_secs(600);
 
 /// `upload-certs`: the shared files, encrypted, plus the Role that lets
 /// bootstrap tokens read them. Replaced on every pass, as `kubeadm init
-/// phase upload-certs` does, so a renewed key takes effect.
+/// phase upload-certs` does, so a renewed key takes effect; deleted two
+/// hours later with the token that owns it.
 pub(super) fn upload_certs(
     client: &KubeClient,
     plan: &ControlPlanePlan,
@@ -57,10 +60,31 @@ pub(super) fn upload_certs(
         files.insert(cairn_pki::certkey::secret_key_for(name), bytes);
     }
     let encrypted = key.encrypt_files(&files).map_err(|e| e.to_string())?;
+    // As kubeadm: the Secret is owned by a token that lives two hours, and
+    // goes with it (the controller manager's token cleaner collects it).
+    let proxy = client
+        .create(
+            Some("kube-system"),
+            &phases::token_secret(
+                &cairn_pki::BootstrapToken::generate(),
+                CERTS_TTL,
+                false,
+                "Proxy for managing TTL for the kubeadm-certs secret",
+            )?,
+        )
+        .map_err(|e| format!("creating the kubeadm-certs TTL token: {e}"))?;
+    let owner = OwnerReference {
+        api_version: "v1".into(),
+        kind: "Secret".into(),
+        name: proxy.metadata.name.clone().unwrap_or_default(),
+        uid: proxy.metadata.uid.clone().unwrap_or_default(),
+        ..OwnerReference::default()
+    };
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(KUBEADM_CERTS.into()),
             namespace: Some("kube-system".into()),
+            owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".into()),
