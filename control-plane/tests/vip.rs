@@ -17,6 +17,13 @@
 //! Needs root (network namespaces). `failover_figures` (ignored) prints
 //! min/median/max failover after `kill -9` of the holder over 10 rounds:
 //! `cargo test -p cairn-control-plane --test vip -- --ignored --nocapture`.
+//!
+//! `keepalived_failover_figures` (ignored) measures the same for Debian's
+//! keepalived in the same network (`Lab::network`, without etcd): one VRRP
+//! instance per node, priorities 150 (MASTER)/100/50 with preemption,
+//! advert_int 1, multicast adverts over the bridge; the holder's keepalived
+//! process group is killed with SIGKILL. It then runs Cairn's measurement
+//! and prints both in one block. `CAIRN_BENCH_KILLS` sets the rounds (10).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -155,7 +162,16 @@ struct Lab {
 }
 
 impl Lab {
+    /// The Cairn lab: the network, etcd, health servers and `control-plane vip`.
     fn new(tag: &str) -> Self {
+        let mut lab = Self::network(tag);
+        lab.start_cairn();
+        lab
+    }
+
+    /// The network alone: the hub with its bridge and the node namespaces
+    /// with their veths, nothing running yet.
+    fn network(tag: &str) -> Self {
         remove_leftovers();
         let id = format!("{PREFIX}{}-{tag}", std::process::id());
         let hub = format!("{id}-hub");
@@ -229,6 +245,14 @@ impl Lab {
             ]);
             ip(&["-n", &namespace, "link", "set", "eth0", "up"]);
         }
+        lab
+    }
+
+    /// Starts etcd in the hub and, per node, the health server and
+    /// `control-plane vip`.
+    fn start_cairn(&mut self) {
+        let lab = self;
+        let hub = lab.hub.clone();
         // The kubeadm PKI; etcd's serving certificate names the hub address.
         let spec = cairn_pki::ClusterPkiSpec::new(
             "hub".parse().expect("node name"),
@@ -291,7 +315,6 @@ impl Lab {
             );
             lab.start_vip(i);
         }
-        lab
     }
 
     fn pki(&self) -> PathBuf {
@@ -775,33 +798,291 @@ fn vip_moves_between_three_namespaces() {
     println!("watcher: {samples} samples, never two holders");
 }
 
-#[test]
-#[ignore = "benchmark: 10 kill -9 failovers, prints min/median/max"]
-fn failover_figures() {
-    let mut lab = Lab::new("b");
+/// How many `kill -9` rounds the benchmarks run: `CAIRN_BENCH_KILLS`, else 10.
+fn bench_rounds() -> usize {
+    match std::env::var("CAIRN_BENCH_KILLS") {
+        Ok(value) => value
+            .parse()
+            .ok()
+            .filter(|rounds| *rounds > 0)
+            .unwrap_or_else(|| panic!("CAIRN_BENCH_KILLS={value:?}: expected a positive number")),
+        Err(_) => 10,
+    }
+}
+
+/// `min .. median .. max` of `figures` (the upper median for an even count).
+fn min_median_max(figures: &[Duration]) -> String {
+    let mut sorted = figures.to_vec();
+    sorted.sort();
+    format!(
+        "min {:.2?} median {:.2?} max {:.2?}",
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    )
+}
+
+/// Failover of `control-plane vip` after `kill -9` of the holder, `rounds`
+/// times in a fresh lab named `tag`; fails on any moment with two holders.
+fn cairn_failover_figures(tag: &str, rounds: usize) -> Vec<Duration> {
+    let mut lab = Lab::new(tag);
     let all: Vec<usize> = (0..NODES).collect();
     lab.single_holder("one holder at start", &all);
     lab.start_watcher();
     let mut figures = Vec::new();
-    for round in 1..=10 {
+    for round in 1..=rounds {
         let holder = lab.single_holder("one holder before the kill", &all);
-        // Let the other candidates settle into their campaigns.
         let (_, failover) = kill_holder_and_measure(&mut lab, holder);
         println!("round {round}: failover {failover:?}");
         figures.push(failover);
     }
-    figures.sort();
     println!(
-        "failover after kill -9 over {} rounds (lease TTL {LEASE_TTL:?}): min {:?} median {:?} max {:?}",
+        "failover after kill -9 over {} rounds (lease TTL {LEASE_TTL:?}): {}",
         figures.len(),
-        figures[0],
-        figures[figures.len() / 2],
-        figures[figures.len() - 1]
+        min_median_max(&figures)
     );
     let watcher = lab.watcher.take().expect("watcher");
     let violations = watcher.violations();
     watcher.stop();
     assert!(violations.is_empty(), "two holders at once: {violations:?}");
+    figures
+}
+
+#[test]
+#[ignore = "benchmark: 10 kill -9 failovers, prints min/median/max"]
+fn failover_figures() {
+    cairn_failover_figures("b", bench_rounds());
+}
+
+/// VRRP router id shared by the three keepalived instances.
+const VIRTUAL_ROUTER_ID: u8 = 51;
+/// keepalived's sample setup: the first node `state MASTER` with the highest
+/// priority, the others `BACKUP` below it, preemption on (the default).
+const KEEPALIVED_PRIORITIES: [u8; NODES] = [150, 100, 50];
+
+/// The keepalived binary on `PATH` (or in the sbin directories a root
+/// shell has), if installed.
+fn keepalived_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join("keepalived"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The first line of `keepalived --version` (printed on stderr).
+fn keepalived_version(binary: &Path) -> String {
+    let out = run(Command::new(binary).arg("--version"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    text.lines().next().unwrap_or("unknown version").to_owned()
+}
+
+/// The process group of `pid`, from `/proc/<pid>/stat` (after the command
+/// name, which may hold spaces: state, ppid, pgrp).
+fn process_group_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The processes running in network namespace `name`.
+fn namespace_pids(name: &str) -> Vec<i32> {
+    let out = run(Command::new("ip").args(["netns", "pids", name]));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|pid| pid.parse().ok())
+        .collect()
+}
+
+impl Lab {
+    /// Writes node `i`'s keepalived.conf: one VRRP instance, VIP as /32 on
+    /// eth0, advert_int 1 (the default), multicast adverts over the bridge.
+    fn write_keepalived_config(&self, i: usize) -> PathBuf {
+        let node = &self.nodes[i];
+        let state = if i == 0 { "MASTER" } else { "BACKUP" };
+        let priority = KEEPALIVED_PRIORITIES[i];
+        let config = format!(
+            "global_defs {{\n    router_id {name}\n}}\n\n\
+             vrrp_instance cairn_vipt {{\n    state {state}\n    interface eth0\n    \
+             virtual_router_id {VIRTUAL_ROUTER_ID}\n    priority {priority}\n    \
+             advert_int 1\n    virtual_ipaddress {{\n        {VIP}/32 dev eth0\n    }}\n}}\n",
+            name = node.name
+        );
+        let path = node.dir.join("keepalived.conf");
+        std::fs::write(&path, config).expect("write keepalived.conf");
+        path
+    }
+
+    /// Starts keepalived in node `i`'s namespace in the foreground, in its
+    /// own process group (parent and VRRP child are killed together), with
+    /// pidfiles in the node's directory so the instances do not collide.
+    fn start_keepalived(&mut self, i: usize, binary: &Path) {
+        use std::os::unix::process::CommandExt;
+        let config = self.write_keepalived_config(i);
+        let node = &mut self.nodes[i];
+        node.starts += 1;
+        let run_dir = node.dir.join("run");
+        std::fs::create_dir_all(&run_dir).expect("run dir");
+        let log = std::fs::File::create(node.log()).expect("keepalived log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &node.namespace])
+            .arg(binary)
+            .args(["-n", "-l", "-D", "-P", "-f"])
+            .arg(&config)
+            .arg("-p")
+            .arg(run_dir.join("keepalived.pid"))
+            .arg("-r")
+            .arg(run_dir.join("vrrp.pid"))
+            .arg("-c")
+            .arg(run_dir.join("checkers.pid"))
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start keepalived");
+        node.vip = Some(child);
+    }
+
+    /// `kill -9` of node `i`'s keepalived: its whole process group at once,
+    /// so the VRRP child does not see its parent die and shut down cleanly
+    /// (it would then send a priority-0 advert: a handover, not a crash).
+    fn kill_keepalived(&mut self, i: usize) -> Instant {
+        let node = &mut self.nodes[i];
+        let child = node.vip.as_mut().expect("keepalived running");
+        let group = i32::try_from(child.id()).expect("pid");
+        let running = namespace_pids(&node.namespace);
+        assert!(
+            running.len() >= 2
+                && running
+                    .iter()
+                    .all(|pid| process_group_of(*pid) == Some(group)),
+            "expected keepalived and its VRRP child in process group {group} in {}, saw {:?}",
+            node.namespace,
+            running
+                .iter()
+                .map(|pid| (*pid, process_group_of(*pid)))
+                .collect::<Vec<_>>()
+        );
+        let killed = Instant::now();
+        nix::sys::signal::killpg(Pid::from_raw(group), Signal::SIGKILL)
+            .expect("kill -9 keepalived");
+        child.wait().expect("reap keepalived");
+        killed
+    }
+
+    /// Waits until no process is left in node `i`'s namespace (the VRRP
+    /// child is reaped by init, not by the test).
+    fn wait_namespace_empty(&self, i: usize) {
+        let namespace = &self.nodes[i].namespace;
+        let start = Instant::now();
+        loop {
+            let pids = namespace_pids(namespace);
+            if pids.is_empty() {
+                return;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "processes left in {namespace} after kill -9: {pids:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Failover of keepalived after `kill -9` of the holder, `rounds` times,
+/// measured like `cairn_failover_figures`. Moments with two holders (other
+/// than the killed node, whose address keepalived leaves behind) are
+/// counted and reported, not failed on: VRRP allows them by design.
+fn keepalived_failovers(binary: &Path, rounds: usize) -> (Vec<Duration>, Vec<String>) {
+    let mut lab = Lab::network("k");
+    for i in 0..NODES {
+        lab.start_keepalived(i, binary);
+    }
+    let all: Vec<usize> = (0..NODES).collect();
+    // The highest priority holds once the instances have settled.
+    lab.wait_for("the MASTER node holds the VIP alone", DEADLINE, |h| {
+        h == [0]
+    });
+    lab.start_watcher();
+    let mut figures = Vec::new();
+    for round in 1..=rounds {
+        let holder = lab.single_holder("one holder before the kill", &all);
+        lab.watcher().ignore(holder, true);
+        let killed = lab.kill_keepalived(holder);
+        let (holders, _) = lab.wait_for("keepalived failover after kill -9", DEADLINE, |h| {
+            h.iter().any(|x| *x != holder)
+        });
+        let failover = killed.elapsed();
+        let new_holder = holders.iter().find(|x| **x != holder).expect("new holder");
+        println!(
+            "round {round}: {} -> {} failover {failover:?} (killed node's address left behind: {})",
+            lab.nodes[holder].name,
+            lab.nodes[*new_holder].name,
+            if holders.contains(&holder) {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+        figures.push(failover);
+        lab.wait_namespace_empty(holder);
+        lab.start_keepalived(holder, binary);
+        // Stable again: the restarted node is back, and the MASTER node
+        // (highest priority, preempting) holds alone.
+        lab.wait_for(
+            "the MASTER node holds alone after the restart",
+            DEADLINE,
+            |h| h == [0],
+        );
+        lab.watcher().ignore(holder, false);
+    }
+    let watcher = lab.watcher.take().expect("watcher");
+    let violations = watcher.violations();
+    watcher.stop();
+    (figures, violations)
+}
+
+/// The issue's comparison: keepalived (Debian's package, VRRP with the
+/// default advert_int 1) against `control-plane vip` in the same topology,
+/// both killed with `kill -9`; prints one summary block.
+#[test]
+#[ignore = "benchmark: kill -9 failovers of keepalived and of control-plane vip"]
+fn keepalived_failover_figures() {
+    let Some(binary) = keepalived_binary() else {
+        println!(
+            "keepalived is not installed; skipping the comparison. Install it with \
+             `apt-get install -y keepalived` and run \
+             `cargo test -p cairn-control-plane --test vip keepalived_failover_figures -- --ignored --nocapture`"
+        );
+        return;
+    };
+    let version = keepalived_version(&binary);
+    let rounds = bench_rounds();
+    println!("keepalived: {version} ({})", binary.display());
+    let (keepalived, two_holders) = keepalived_failovers(&binary, rounds);
+    println!("control-plane vip:");
+    let cairn = cairn_failover_figures("c", rounds);
+    let priorities = KEEPALIVED_PRIORITIES.map(|p| p.to_string()).join("/");
+    println!(
+        "\n=== VIP failover after kill -9 of the holder: {rounds} rounds each, \
+         hub bridge + {NODES} node namespaces, VIP {VIP}/32 on eth0 ===\n\
+         command: CAIRN_BENCH_KILLS={rounds} cargo test -p cairn-control-plane --test vip \
+         keepalived_failover_figures -- --ignored --nocapture\n\
+         keepalived         {}  [{version}; VRRPv2 multicast, advert_int 1, priorities {priorities}, \
+         MASTER/BACKUP with preemption; moments with two holders: {}]\n\
+         control-plane vip  {}  [etcd lease TTL {LEASE_TTL:?}]\n",
+        min_median_max(&keepalived),
+        two_holders.len(),
+        min_median_max(&cairn),
+    );
+    for violation in &two_holders {
+        println!("keepalived two holders {violation}");
+    }
 }
 
 /// A `python3` HTTPS server on 127.0.0.1 serving `directory` with the
