@@ -239,6 +239,21 @@ pub fn bootstrap(
     request_node_certificate(&client, &node, wait)
 }
 
+/// kubeadm's duplicate-name check: refuses when a Node of this name
+/// exists. Run before anything is written or requested.
+pub fn ensure_name_free(client: &KubeClient, node: &NodeName) -> Result<(), TlsBootstrapError> {
+    let existing = client
+        .get_opt::<Node>(None, node.as_str())
+        .map_err(|source| TlsBootstrapError::Api {
+            step: format!("checking whether Node {node} already exists"),
+            source: Box::new(source),
+        })?;
+    match existing {
+        Some(_) => Err(TlsBootstrapError::DuplicateNode { node: node.clone() }),
+        None => Ok(()),
+    }
+}
+
 /// Runs TLS bootstrap for `node` with a token-authenticated `client`
 /// (see [`ClusterInfo::bootstrap_client`](crate::discovery::ClusterInfo::bootstrap_client)),
 /// waiting at most `wait` for the certificate.
@@ -253,13 +268,7 @@ pub fn request_node_certificate(
             source: Box::new(source),
         }
     };
-    if client
-        .get_opt::<Node>(None, node.as_str())
-        .map_err(api(format!("checking whether Node {node} already exists")))?
-        .is_some()
-    {
-        return Err(TlsBootstrapError::DuplicateNode { node: node.clone() });
-    }
+    ensure_name_free(client, node)?;
 
     let (key_pem, request_pem) = generate_request(node)?;
     let csr = CertificateSigningRequest {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use cairn_cluster::client::KubeClient;
 use cairn_pki::{CertificateKey, SHARED_CA_FILES};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
@@ -178,7 +178,8 @@ pub(super) fn join(context: &Context) {
             let client = info
                 .bootstrap_client(&join.token)
                 .map_err(|e| e.to_string())?;
-            refuse_existing_node(&client, context.node_name.as_str())?;
+            cairn_cluster::tls_bootstrap::ensure_name_free(&client, &context.node_name)
+                .map_err(|e| e.to_string())?;
             download_certs(&client, &key, &cert_dir)?;
             let map: ConfigMap = client
                 .get(Some("kube-system"), "kubeadm-config")
@@ -288,18 +289,6 @@ fn endpoint_host(endpoint: &str) -> String {
             .trim_end_matches(']')
             .to_owned(),
         _ => endpoint.to_owned(),
-    }
-}
-
-/// kubeadm's duplicate-name check, before any file is written.
-pub(super) fn refuse_existing_node(client: &KubeClient, name: &str) -> Result<(), String> {
-    match client.get_opt::<Node>(None, name) {
-        Ok(None) => Ok(()),
-        Ok(Some(_)) => Err(format!(
-            "a Node named {name:?} already exists in the cluster; give this node another [node] name, \
-             or remove the old one first (`kubectl delete node {name}`)"
-        )),
-        Err(e) => Err(format!("checking for an existing Node {name:?}: {e}")),
     }
 }
 

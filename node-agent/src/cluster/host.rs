@@ -11,14 +11,7 @@ use super::plan::KUBERNETES_VERSION;
 /// CPUs, memory and `/var`'s size.
 pub fn resources() -> NodeResources {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u64;
-    let memory_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|line| line.strip_prefix("MemTotal:"))
-                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
+    let memory_kib = memory_total_kib().unwrap_or(0);
     let storage = nix::sys::statvfs::statvfs("/var")
         .map(|s| s.blocks() * s.fragment_size())
         .unwrap_or(0);
@@ -28,6 +21,15 @@ pub fn resources() -> NodeResources {
         ephemeral_storage_bytes: storage,
         pods: DEFAULT_MAX_PODS,
     }
+}
+
+/// `MemTotal` of `/proc/meminfo`, in KiB.
+pub fn memory_total_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
 }
 
 fn read_trimmed(path: &str) -> String {

@@ -185,13 +185,19 @@ fn local_client(plan: &ControlPlanePlan, file: KubeconfigFile) -> Result<KubeCli
         .paths
         .kubeconfig(file)
         .ok_or_else(|| "no kubeconfig directory".to_owned())?;
+    kubeconfig_client(&path, &plan.local_url())
+}
+
+/// The credentials and CA of the kubeconfig at `path`, used against
+/// `server` instead of the one it names.
+fn kubeconfig_client(path: &Path, server: &str) -> Result<KubeClient, String> {
     let text =
-        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let creds = Kubeconfig::parse(&text)
         .and_then(|k| k.current_credentials())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     KubeClient::new(
-        &plan.local_url(),
+        server,
         ServerTrust::CaPem(creds.ca_pem.into_bytes()),
         Credentials::ClientCertificate {
             cert_pem: creds.client_cert_pem.into_bytes(),
@@ -386,20 +392,7 @@ fn start_api_lb(context: &Context, endpoint_url: &str) -> Option<ApiLoadBalancer
 /// The node's kubeconfig credentials, through the load balancer (the
 /// apiserver certificates name 127.0.0.1).
 fn client_through_lb(kubeconfig_path: &Path) -> Result<KubeClient, String> {
-    let text = std::fs::read_to_string(kubeconfig_path)
-        .map_err(|e| format!("reading {}: {e}", kubeconfig_path.display()))?;
-    let creds = Kubeconfig::parse(&text)
-        .and_then(|k| k.current_credentials())
-        .map_err(|e| format!("{}: {e}", kubeconfig_path.display()))?;
-    KubeClient::new(
-        &format!("https://{}", lb::DEFAULT_LISTEN),
-        ServerTrust::CaPem(creds.ca_pem.into_bytes()),
-        Credentials::ClientCertificate {
-            cert_pem: creds.client_cert_pem.into_bytes(),
-            key_pem: creds.client_key_pem.into_bytes(),
-        },
-    )
-    .map_err(|e| e.to_string())
+    kubeconfig_client(kubeconfig_path, &format!("https://{}", lb::DEFAULT_LISTEN))
 }
 
 /// Every control-plane Node's `InternalIP`:6443 becomes a backend.

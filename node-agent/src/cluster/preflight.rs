@@ -98,12 +98,7 @@ impl Host for LinuxHost {
     }
 
     fn memory_mib(&self) -> Option<u64> {
-        std::fs::read_to_string("/proc/meminfo")
-            .ok()?
-            .lines()
-            .find_map(|line| line.strip_prefix("MemTotal:"))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map(|kib| kib / 1024)
+        super::host::memory_total_kib().map(|kib| kib / 1024)
     }
 
     fn executable(&self, path: &str) -> bool {
