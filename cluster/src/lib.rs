@@ -21,3 +21,4 @@ pub mod duration;
 pub mod jws;
 pub mod node;
 pub mod tls_bootstrap;
+pub mod token;

@@ -21,7 +21,6 @@
 //! - the table of `list` is kubeadm's (columns, `<forever>`, `<invalid>`,
 //!   Go's tabwriter spacing) so scripts written for kubeadm keep working.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::Write;
@@ -30,10 +29,12 @@ use std::str::FromStr;
 
 use base64::Engine;
 use cairn_cluster::client::{self, KubeClient, ListParams};
+pub use cairn_cluster::token::{
+    DEFAULT_NODE_TOKEN_GROUP, TOKEN_NAMESPACE, TOKEN_SECRET_PREFIX, TOKEN_SECRET_TYPE, TokenSecret,
+    USAGE_PREFIX, rfc3339,
+};
 use cairn_pki::BootstrapToken;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -42,20 +43,11 @@ pub use cairn_cluster::duration::GoDuration;
 use crate::cli::{TokenCommand, TokenCreateArgs};
 use crate::error::BootstrapError;
 
-/// Namespace of bootstrap-token Secrets.
-pub const TOKEN_NAMESPACE: &str = "kube-system";
-/// Prefix of their names; the token id follows.
-pub const TOKEN_SECRET_PREFIX: &str = "bootstrap-token-";
-/// Their Secret type.
-pub const TOKEN_SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
-/// The group kubeadm's node bootstrap bindings are granted to.
-pub const DEFAULT_NODE_TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 /// Where kubeadm looks for credentials when neither flag nor
 /// `$KUBECONFIG` says otherwise.
 pub const DEFAULT_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
 
 const GROUP_PREFIX: &str = "system:bootstrappers:";
-const USAGE_PREFIX: &str = "usage-bootstrap-";
 
 /// What can go wrong managing tokens.
 #[derive(Debug, thiserror::Error)]
@@ -287,37 +279,16 @@ impl TokenSpec {
 
     /// The Secret as kubeadm writes it.
     pub fn to_secret(&self) -> Secret {
-        let mut data: BTreeMap<String, String> = BTreeMap::from([
-            ("token-id".to_owned(), self.token.id().to_owned()),
-            ("token-secret".to_owned(), self.token.secret().to_owned()),
-        ]);
-        if let Some(expires) = self.expires {
-            data.insert("expiration".to_owned(), rfc3339(expires));
+        let usages: Vec<&str> = self.usages.iter().map(|u| u.name()).collect();
+        let groups: Vec<&str> = self.groups.iter().map(TokenGroup::as_str).collect();
+        TokenSecret {
+            token: &self.token,
+            expires: self.expires,
+            usages: &usages,
+            groups: &groups,
+            description: self.description.as_deref(),
         }
-        for usage in &self.usages {
-            data.insert(format!("{USAGE_PREFIX}{}", usage.name()), "true".to_owned());
-        }
-        if !self.groups.is_empty() {
-            let groups: Vec<&str> = self.groups.iter().map(TokenGroup::as_str).collect();
-            data.insert("auth-extra-groups".to_owned(), groups.join(","));
-        }
-        if let Some(description) = &self.description {
-            data.insert("description".to_owned(), description.clone());
-        }
-        Secret {
-            metadata: ObjectMeta {
-                name: Some(self.secret_name()),
-                namespace: Some(TOKEN_NAMESPACE.to_owned()),
-                ..ObjectMeta::default()
-            },
-            type_: Some(TOKEN_SECRET_TYPE.to_owned()),
-            data: Some(
-                data.into_iter()
-                    .map(|(key, value)| (key, ByteString(value.into_bytes())))
-                    .collect(),
-            ),
-            ..Secret::default()
-        }
+        .to_secret()
     }
 
     /// Reads a token Secret back; the error says what is wrong with it.
@@ -393,16 +364,6 @@ pub fn expiration(
         .filter(|t| (0..=9999).contains(&t.year()))
         .ok_or(TokenError::TtlOutOfRange { ttl })?;
     Ok(Some(expires))
-}
-
-/// RFC 3339 in UTC with whole seconds (`2026-11-24T07:00:00Z`).
-fn rfc3339(at: OffsetDateTime) -> String {
-    let utc = at.to_offset(time::UtcOffset::UTC);
-    utc.replace_nanosecond(0)
-        .unwrap_or(utc)
-        .format(&Rfc3339)
-        // Only years outside 0..=9999 fail, and expiration() refuses those.
-        .unwrap_or_else(|_| utc.unix_timestamp().to_string())
 }
 
 fn usages_text(usages: &[TokenUsage]) -> String {
@@ -810,7 +771,10 @@ mod tests {
         assert!(err.contains("does not match"), "{err}");
         let mut secret = spec("abcdef.0123456789abcdef", None).to_secret();
         if let Some(data) = secret.data.as_mut() {
-            data.insert("expiration".into(), ByteString(b"tomorrow".to_vec()));
+            data.insert(
+                "expiration".into(),
+                k8s_openapi::ByteString(b"tomorrow".to_vec()),
+            );
         }
         let err = TokenSpec::from_secret(&secret).expect_err("bad expiration");
         assert!(err.contains("RFC 3339"), "{err}");

@@ -14,9 +14,9 @@ use k8s_openapi::api::core::v1::Secret;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-pub const SYSTEM_NAMESPACE: &str = "kube-system";
-pub const TOKEN_SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
-pub const TOKEN_SECRET_PREFIX: &str = "bootstrap-token-";
+pub use cairn_cluster::token::{
+    TOKEN_NAMESPACE as SYSTEM_NAMESPACE, TOKEN_SECRET_PREFIX, TOKEN_SECRET_TYPE,
+};
 
 /// The fields of a bootstrap-token Secret the controllers look at.
 #[derive(Clone, PartialEq, Eq)]

@@ -70,7 +70,7 @@ pub(super) fn upload_certs(
                 CERTS_TTL,
                 false,
                 "Proxy for managing TTL for the kubeadm-certs secret",
-            )?,
+            ),
         )
         .map_err(|e| format!("creating the kubeadm-certs TTL token: {e}"))?;
     let owner = OwnerReference {
