@@ -1004,6 +1004,17 @@ async fn control_plane_components_have_their_default_grants() {
     assert!(!can(&authz, res(&scheduler, "get", "default", "", "secrets")).await);
     let cm = UserInfo::new("system:kube-controller-manager", ["system:authenticated"]);
     assert!(can(&authz, res(&cm, "watch", "", "apps", "deployments")).await);
+    // The garbage collector's grants (generic-garbage-collector).
+    for verb in ["get", "list", "watch", "patch", "update", "delete"] {
+        assert!(
+            can(&authz, res(&cm, verb, "default", "apps", "replicasets")).await,
+            "{verb} replicasets"
+        );
+        assert!(
+            can(&authz, res(&cm, verb, "", "", "namespaces")).await,
+            "{verb} namespaces"
+        );
+    }
     assert!(
         can(
             &authz,

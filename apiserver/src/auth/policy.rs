@@ -236,12 +236,18 @@ pub fn bootstrap_policy() -> BootstrapPolicy {
 fn add_controller_manager_credentials(policy: &mut BootstrapPolicy) {
     let d = Origin::Defaults;
     let controller_manager = || vec![user("system:kube-controller-manager")];
-    policy.cluster_role_bindings.push(cluster_binding(
-        "cairn:kube-controller-manager:certificate-controller",
+    for role in [
         "system:controller:certificate-controller",
-        d,
-        controller_manager(),
-    ));
+        "system:controller:generic-garbage-collector",
+    ] {
+        let name = format!(
+            "cairn:kube-controller-manager:{}",
+            role.trim_start_matches("system:controller:")
+        );
+        policy
+            .cluster_role_bindings
+            .push(cluster_binding(&name, role, d, controller_manager()));
+    }
     for (namespace, role) in [
         ("kube-system", "system:controller:bootstrap-signer"),
         ("kube-system", "system:controller:token-cleaner"),
@@ -887,6 +893,18 @@ fn default_cluster_roles() -> Vec<ClusterRole> {
             "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
             "kubernetes.io/kube-apiserver-client-kubelet",
         ),
+        // Kubernetes' controller role for the garbage collector
+        // (controller_policy.go): it reads, updates and deletes any
+        // resource that can have owners or dependents.
+        cluster_role("system:controller:generic-garbage-collector", d, {
+            let mut rules = vec![rule(
+                &["get", "list", "watch", "patch", "update", "delete"],
+                &["*"],
+                &["*"],
+            )];
+            rules.extend(event_rules());
+            rules
+        }),
         // Kubernetes' controller role for the CSR approver and signer
         // (controller_policy.go).
         cluster_role(
@@ -1001,6 +1019,12 @@ fn default_cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "system:controller:certificate-controller",
             d,
             vec![service_account("kube-system", "certificate-controller")],
+        ),
+        cluster_binding(
+            "system:controller:generic-garbage-collector",
+            "system:controller:generic-garbage-collector",
+            d,
+            vec![service_account("kube-system", "generic-garbage-collector")],
         ),
         cluster_binding(
             "system:kube-dns",

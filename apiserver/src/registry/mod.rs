@@ -69,6 +69,7 @@ use crate::openapi::{Definitions, GroupVersionKind, OpenApiDocuments, OpenApiErr
 use crate::storage::{Storage, StorageError};
 
 pub mod bootstrap;
+pub mod deletion;
 pub mod fields;
 pub mod objects;
 pub mod reviews;

@@ -13,11 +13,14 @@
 //!   change `status` of kinds with a status subresource, and the status
 //!   subresource changes only `status`; `generation` is bumped when `spec`
 //!   changes. An update that removes the last finalizer of an object being
-//!   deleted deletes it.
+//!   deleted deletes it (unless a pod's grace period is counting down).
 //! - **patch**: JSON, merge or strategic merge patch (schema from the
 //!   OpenAPI definitions) applied to the current object, then the update
 //!   rules, retried on a storage conflict.
-//! - **delete**: objects with finalizers get `deletionTimestamp` and stay;
+//! - **delete**: [`super::deletion`] decides from the propagation policy
+//!   and grace period: objects held by finalizers (`orphan` and
+//!   `foregroundDeletion` included) and bound pods counting down their
+//!   grace period get `deletionTimestamp` and stay (200 with the object);
 //!   others are removed (compare-and-swap on the revision read). A
 //!   namespace becomes `Terminating`, its contents are removed, then it is.
 //! - **list**/**watch**: see [`list_objects`] and [`watch`].
@@ -34,6 +37,7 @@ use futures_util::{StreamExt as _, stream};
 use serde_json::{Value, json};
 
 use super::Registry;
+use super::deletion;
 use super::fields::{
     has_finalizers, meta_str, metadata_mut, name_suffix, new_uid, now_rfc3339, object_mut,
     prune_unknown_fields, selector_string, strict_message, unknown_fields,
@@ -565,7 +569,7 @@ impl Op<'_> {
                 .await
                 .map_err(CommitError::Storage);
         }
-        let deletes = meta_str(&object, "deletionTimestamp").is_some() && !has_finalizers(&object);
+        let deletes = deletion::removed_on_write(&object);
         let (new, kept) = if deletes {
             (None, Some(object))
         } else {
@@ -771,7 +775,7 @@ impl Op<'_> {
         expected: i64,
     ) -> Result<Value, StorageError> {
         let key = self.key(name);
-        if meta_str(&object, "deletionTimestamp").is_some() && !has_finalizers(&object) {
+        if deletion::removed_on_write(&object) {
             let deleted = self.registry.storage.delete(&key, Some(expected)).await?;
             metadata_mut(&mut object).insert(
                 "resourceVersion".into(),
@@ -1138,16 +1142,33 @@ impl Op<'_> {
                 ));
             }
             let is_namespace = self.desc.group.is_empty() && self.desc.plural == "namespaces";
-            if is_namespace || has_finalizers(&current) {
+            let outcome = if is_namespace {
+                // The namespace's contents go with it (below); propagation
+                // policies do not apply.
                 let mut marked = current.clone();
                 if meta_str(&marked, "deletionTimestamp").is_none() {
                     let meta = metadata_mut(&mut marked);
                     meta.insert("deletionTimestamp".into(), json!(now_rfc3339()));
                     meta.insert("deletionGracePeriodSeconds".into(), json!(0));
                 }
-                if is_namespace {
-                    marked["status"] = json!({"phase": "Terminating"});
-                }
+                marked["status"] = json!({"phase": "Terminating"});
+                deletion::Outcome::Keep(marked)
+            } else {
+                let strategy = if self.is_pod() {
+                    deletion::KindStrategy::GracefulPod
+                } else {
+                    deletion::KindStrategy::Immediate
+                };
+                let request = deletion::DeleteRequest {
+                    propagation_policy: self.query.propagation_policy,
+                    grace_period_seconds: self.query.grace_period_seconds,
+                };
+                deletion::plan(&current, request, strategy, crate::http::clock::now())
+            };
+            if let deletion::Outcome::Pending = outcome {
+                return Ok(ok(current));
+            }
+            if let deletion::Outcome::Keep(mut marked) = outcome {
                 if self.query.dry_run {
                     return Ok(ok(marked));
                 }
