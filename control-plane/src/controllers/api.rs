@@ -12,6 +12,7 @@ use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 /// What kind of failure an API call ended in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,57 @@ pub enum Watched {
     CertificateSigningRequests,
 }
 
+/// A resource the API server serves, as discovery describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ApiResource {
+    /// Empty for the core group.
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub namespaced: bool,
+}
+
+impl ApiResource {
+    /// `v1` or `group/version`, as objects and owner references name it.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+/// How a DELETE treats the object's dependents (`propagationPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Background,
+    Foreground,
+    Orphan,
+}
+
+impl Propagation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Background => "Background",
+            Self::Foreground => "Foreground",
+            Self::Orphan => "Orphan",
+        }
+    }
+}
+
+/// A compare-and-swap change of an object's metadata: applied only while
+/// the object is still at `resource_version` (409 otherwise).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataUpdate {
+    pub resource_version: String,
+    /// The new finalizers, when they change.
+    pub finalizers: Option<Vec<String>>,
+    /// The new owner references, when they change.
+    pub owner_references: Option<Vec<OwnerReference>>,
+}
+
 /// The API operations the controllers and the leader election need.
 pub trait ClusterApi: Send + Sync {
     fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>, ApiError>;
@@ -96,6 +148,36 @@ pub trait ClusterApi: Send + Sync {
     fn get_lease(&self, namespace: &str, name: &str) -> Result<Option<Lease>, ApiError>;
     fn create_lease(&self, lease: &Lease) -> Result<Lease, ApiError>;
     fn replace_lease(&self, lease: &Lease) -> Result<Lease, ApiError>;
+    /// Every resource served that can be listed, read and deleted
+    /// (subresources excluded).
+    fn discover_resources(&self) -> Result<Vec<ApiResource>, ApiError>;
+    /// The metadata of every object of `resource`, all namespaces.
+    fn list_metadata(&self, resource: &ApiResource) -> Result<Vec<ObjectMeta>, ApiError>;
+    /// The metadata of one object (`namespace` is ignored for
+    /// cluster-scoped resources); `None` when it does not exist.
+    fn get_metadata(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ObjectMeta>, ApiError>;
+    /// Changes finalizers and/or owner references of one object.
+    fn update_metadata(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+        update: &MetadataUpdate,
+    ) -> Result<(), ApiError>;
+    /// Deletes one object if it still has `uid`, with `propagation`.
+    fn delete_object(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        propagation: Propagation,
+    ) -> Result<(), ApiError>;
 }
 
 /// The current time as the k8s-openapi timestamp type (its `jiff` is built

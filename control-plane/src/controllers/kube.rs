@@ -21,7 +21,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 
-use super::api::{ApiError, ApiErrorKind, ClusterApi, Watched};
+use super::api::{
+    ApiError, ApiErrorKind, ApiResource, ClusterApi, MetadataUpdate, Propagation, Watched,
+};
 use super::bootstrapsigner::CLUSTER_INFO_NAMESPACE;
 use super::runner::Events;
 use super::tokens::SYSTEM_NAMESPACE;
@@ -42,6 +44,80 @@ fn convert(operation: String, error: ClientError) -> ApiError {
     ApiError::new(kind, operation, error.to_string())
 }
 
+/// How many objects one page of a metadata list holds.
+const LIST_PAGE: usize = 500;
+
+/// `/api/v1` or `/apis/<group>/<version>`.
+fn group_version_path(resource: &ApiResource) -> String {
+    if resource.group.is_empty() {
+        format!("/api/{}", resource.version)
+    } else {
+        format!("/apis/{}/{}", resource.group, resource.version)
+    }
+}
+
+/// The path of one object of `resource`.
+fn generic_object_path(resource: &ApiResource, namespace: &str, name: &str) -> String {
+    if resource.namespaced {
+        format!(
+            "{}/namespaces/{namespace}/{}/{name}",
+            group_version_path(resource),
+            resource.plural
+        )
+    } else {
+        format!(
+            "{}/{}/{name}",
+            group_version_path(resource),
+            resource.plural
+        )
+    }
+}
+
+/// Percent-encodes a query value (continue tokens are base64).
+fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// The kind of failure an HTTP status means.
+fn status_kind(status: u16) -> ApiErrorKind {
+    match status {
+        404 => ApiErrorKind::NotFound,
+        409 => ApiErrorKind::Conflict,
+        _ => ApiErrorKind::Other,
+    }
+}
+
+/// The `message` of a Status answer, or the start of the body.
+fn answer_message(answer: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(answer)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(answer).chars().take(200).collect())
+}
+
+/// One page of a list, metadata only.
+#[derive(serde::Deserialize)]
+struct MetadataList {
+    #[serde(default)]
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta,
+    #[serde(default)]
+    items: Vec<MetadataOnly>,
+}
+
+#[derive(serde::Deserialize)]
+struct MetadataOnly {
+    #[serde(default)]
+    metadata: ObjectMeta,
+}
+
 /// The controller manager's view of the API server.
 #[derive(Debug, Clone)]
 pub struct KubeApi {
@@ -59,6 +135,67 @@ where
     T: AsRef<str>,
 {
     name.as_ref().map_or("", AsRef::as_ref)
+}
+
+impl KubeApi {
+    /// A request whose 2xx answer is decoded as JSON `T`; other statuses
+    /// become errors of their kind.
+    fn json<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        operation: &str,
+    ) -> Result<T, ApiError> {
+        let (status, answer) = self
+            .client
+            .request(method, path, body)
+            .map_err(|e| convert(operation.to_owned(), e))?;
+        if !(200..300).contains(&status) {
+            return Err(ApiError::new(
+                status_kind(status),
+                operation,
+                format!("{status}: {}", answer_message(&answer)),
+            ));
+        }
+        serde_json::from_slice(&answer).map_err(|e| {
+            ApiError::new(
+                ApiErrorKind::Other,
+                operation,
+                format!("undecodable answer: {e}"),
+            )
+        })
+    }
+
+    /// The listable, deletable resources of one group version.
+    fn resources_of(&self, group: &str, group_version: &str) -> Result<Vec<ApiResource>, ApiError> {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
+        let path = if group.is_empty() {
+            format!("/api/{group_version}")
+        } else {
+            format!("/apis/{group_version}")
+        };
+        let list: APIResourceList =
+            self.json("GET", &path, None, &format!("discover {group_version}"))?;
+        let version = group_version.rsplit('/').next().unwrap_or(group_version);
+        Ok(list
+            .resources
+            .into_iter()
+            .filter(|r| {
+                !r.name.contains('/')
+                    && ["list", "get", "delete"]
+                        .iter()
+                        .all(|verb| r.verbs.iter().any(|v| v == verb))
+            })
+            .map(|r| ApiResource {
+                group: group.to_owned(),
+                version: version.to_owned(),
+                kind: r.kind,
+                plural: r.name,
+                namespaced: r.namespaced,
+            })
+            .collect())
+    }
 }
 
 impl ClusterApi for KubeApi {
@@ -182,6 +319,143 @@ impl ClusterApi for KubeApi {
         self.client
             .replace(Some(namespace), name, lease)
             .map_err(|e| convert(format!("update lease {namespace}/{name}"), e))
+    }
+
+    fn discover_resources(&self) -> Result<Vec<ApiResource>, ApiError> {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIGroupList;
+        let mut resources = self.resources_of("", "v1")?;
+        let groups: APIGroupList = self.json("GET", "/apis", None, "discover /apis")?;
+        for group in groups.groups {
+            let Some(preferred) = group
+                .preferred_version
+                .map(|v| v.group_version)
+                .or_else(|| group.versions.first().map(|v| v.group_version.clone()))
+            else {
+                continue;
+            };
+            resources.extend(self.resources_of(&group.name, &preferred)?);
+        }
+        Ok(resources)
+    }
+
+    fn list_metadata(&self, resource: &ApiResource) -> Result<Vec<ObjectMeta>, ApiError> {
+        let operation = format!("list {}", resource.plural);
+        let collection = format!("{}/{}", group_version_path(resource), resource.plural);
+        let mut items = Vec::new();
+        let mut continue_token = String::new();
+        loop {
+            let mut path = format!("{collection}?limit={LIST_PAGE}");
+            if !continue_token.is_empty() {
+                path.push_str("&continue=");
+                path.push_str(&query_escape(&continue_token));
+            }
+            let page: MetadataList = self.json("GET", &path, None, &operation)?;
+            items.extend(page.items.into_iter().map(|i| i.metadata));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(next) => continue_token = next,
+                None => return Ok(items),
+            }
+        }
+    }
+
+    fn get_metadata(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ObjectMeta>, ApiError> {
+        let path = generic_object_path(resource, namespace, name);
+        match self.json::<MetadataOnly>("GET", &path, None, &format!("get {path}")) {
+            Ok(object) => Ok(Some(object.metadata)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn update_metadata(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+        update: &MetadataUpdate,
+    ) -> Result<(), ApiError> {
+        // GET then PUT of the whole object: the PUT carries the
+        // resourceVersion, so a concurrent write makes it a 409.
+        let path = generic_object_path(resource, namespace, name);
+        let operation = format!("update {path}");
+        let mut object: serde_json::Value = self.json("GET", &path, None, &operation)?;
+        let current = object
+            .pointer("/metadata/resourceVersion")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        if current != update.resource_version {
+            return Err(ApiError::new(
+                ApiErrorKind::Conflict,
+                operation,
+                format!(
+                    "resourceVersion is {current}, not {}",
+                    update.resource_version
+                ),
+            ));
+        }
+        let encode = |e: serde_json::Error| {
+            ApiError::new(ApiErrorKind::Other, operation.clone(), e.to_string())
+        };
+        let Some(metadata) = object
+            .get_mut("metadata")
+            .and_then(serde_json::Value::as_object_mut)
+        else {
+            return Err(ApiError::new(
+                ApiErrorKind::Other,
+                operation,
+                "the object has no metadata",
+            ));
+        };
+        if let Some(finalizers) = &update.finalizers {
+            if finalizers.is_empty() {
+                metadata.remove("finalizers");
+            } else {
+                metadata.insert(
+                    "finalizers".into(),
+                    serde_json::to_value(finalizers).map_err(encode)?,
+                );
+            }
+        }
+        if let Some(references) = &update.owner_references {
+            if references.is_empty() {
+                metadata.remove("ownerReferences");
+            } else {
+                metadata.insert(
+                    "ownerReferences".into(),
+                    serde_json::to_value(references).map_err(encode)?,
+                );
+            }
+        }
+        let body = serde_json::to_vec(&object).map_err(encode)?;
+        self.json::<serde_json::Value>("PUT", &path, Some(&body), &operation)
+            .map(|_| ())
+    }
+
+    fn delete_object(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        propagation: Propagation,
+    ) -> Result<(), ApiError> {
+        let path = generic_object_path(resource, namespace, name);
+        let options = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": propagation.as_str(),
+            "preconditions": {"uid": uid},
+        });
+        let body = serde_json::to_vec(&options).map_err(|e| {
+            ApiError::new(ApiErrorKind::Other, format!("delete {path}"), e.to_string())
+        })?;
+        self.json::<serde_json::Value>("DELETE", &path, Some(&body), &format!("delete {path}"))
+            .map(|_| ())
     }
 }
 

@@ -7,6 +7,7 @@
 //! | `tokencleaner` | [`tokencleaner`] | expired bootstrap-token Secrets are deleted |
 //! | `csrapproving` | [`csrapproving`] | kubelet client CSRs the requester may create are Approved |
 //! | `csrsigning` | [`csrsigning`] | Approved CSRs of the kubelet/apiserver-client signers get a certificate from the cluster CA |
+//! | `garbagecollector` | [`garbagecollector`] | dependents of vanished owners are deleted; `foregroundDeletion` and `orphan` owners are finalized |
 //!
 //! Design: every controller is level-triggered: a pass lists the
 //! complete current state and converges it, so passes are idempotent and
@@ -33,6 +34,7 @@ pub mod bootstrapsigner;
 pub mod csr;
 pub mod csrapproving;
 pub mod csrsigning;
+pub mod garbagecollector;
 pub use cairn_cluster::duration;
 pub mod kube;
 pub mod leader;
@@ -54,11 +56,12 @@ use self::leader::{LeaderElector, LeaseConfig};
 use self::runner::{Controller, Events};
 
 /// Every controller this binary has, in start order.
-pub const KNOWN_CONTROLLERS: [&str; 4] = [
+pub const KNOWN_CONTROLLERS: [&str; 5] = [
     "bootstrapsigner",
     "tokencleaner",
     "csrapproving",
     "csrsigning",
+    "garbagecollector",
 ];
 
 /// Flags of `control-plane controller-manager` (kube-controller-manager's
@@ -102,7 +105,7 @@ pub struct ControllerManagerArgs {
 
     /// Comma-separated controllers to run: '*' for all, 'name' to enable,
     /// '-name' to disable. Known: bootstrapsigner, tokencleaner,
-    /// csrapproving, csrsigning.
+    /// csrapproving, csrsigning, garbagecollector.
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
 
@@ -157,7 +160,7 @@ pub struct ControllerManagerArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerManagerError {
     #[error(
-        "--controllers: {0:?} is not a known controller (known: *, bootstrapsigner, tokencleaner, csrapproving, csrsigning; prefix with - to disable)"
+        "--controllers: {0:?} is not a known controller (known: *, bootstrapsigner, tokencleaner, csrapproving, csrsigning, garbagecollector; prefix with - to disable)"
     )]
     UnknownController(String),
     #[error("csrsigning needs --cluster-signing-cert-file and --cluster-signing-key-file")]
@@ -276,6 +279,9 @@ fn build_controllers(
             }
             "tokencleaner" => controllers.push(Box::new(tokencleaner::TokenCleaner::new())),
             "csrapproving" => controllers.push(Box::new(csrapproving::CsrApprover::new())),
+            "garbagecollector" => {
+                controllers.push(Box::new(garbagecollector::GarbageCollector::new()));
+            }
             "csrsigning" => {
                 let (Some(cert), Some(key)) = (
                     &args.cluster_signing_cert_file,
@@ -507,7 +513,12 @@ mod tests {
         );
         assert_eq!(
             enabled_controllers(&args.controllers).expect("valid"),
-            ["bootstrapsigner", "csrapproving", "csrsigning"]
+            [
+                "bootstrapsigner",
+                "csrapproving",
+                "csrsigning",
+                "garbagecollector"
+            ]
         );
         assert!(parse(&["--leader-elect"]).leader_elect);
         let bad = Cli::try_parse_from([
@@ -536,8 +547,8 @@ mod tests {
             Vec::<&str>::new()
         );
         assert!(matches!(
-            enabled_controllers(&list(&["*", "garbagecollector"])),
-            Err(ControllerManagerError::UnknownController(name)) if name == "garbagecollector"
+            enabled_controllers(&list(&["*", "nodelifecycle"])),
+            Err(ControllerManagerError::UnknownController(name)) if name == "nodelifecycle"
         ));
     }
 

@@ -10,7 +10,21 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
-use super::api::{ApiError, ApiErrorKind, ClusterApi};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+use super::api::{ApiError, ApiErrorKind, ApiResource, ClusterApi, MetadataUpdate, Propagation};
+
+/// Where the fake keeps a generic object: (group/plural, namespace, name).
+type ObjectKey = (String, String, String);
+
+fn object_key(resource: &ApiResource, namespace: &str, name: &str) -> ObjectKey {
+    let namespace = if resource.namespaced { namespace } else { "" };
+    (
+        format!("{}/{}", resource.group, resource.plural),
+        namespace.to_owned(),
+        name.to_owned(),
+    )
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -23,6 +37,11 @@ struct State {
     conflict_next_lease_write: bool,
     approvals: usize,
     status_writes: usize,
+    resources: Vec<ApiResource>,
+    objects: BTreeMap<ObjectKey, ObjectMeta>,
+    /// Every generic delete: (name, propagation).
+    deletes: Vec<(String, Propagation)>,
+    conflicting_metadata_updates: usize,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +124,46 @@ impl FakeApi {
         self.state()
             .allowed
             .insert((user.to_owned(), subresource.to_owned()));
+    }
+
+    /// Serves `resource` (discovery lists it).
+    pub fn serve(&self, resource: ApiResource) {
+        self.state().resources.push(resource);
+    }
+
+    /// Stores a generic object's metadata with a new resourceVersion.
+    pub fn put_object(&self, resource: &ApiResource, mut meta: ObjectMeta) {
+        let mut state = self.state();
+        meta.resource_version = Some(Self::next_version(&mut state));
+        let key = object_key(
+            resource,
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
+        state.objects.insert(key, meta);
+    }
+
+    pub fn object(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Option<ObjectMeta> {
+        self.state()
+            .objects
+            .get(&object_key(resource, namespace, name))
+            .cloned()
+    }
+
+    /// The generic deletes so far, in order.
+    pub fn deletes(&self) -> Vec<(String, Propagation)> {
+        self.state().deletes.clone()
+    }
+
+    /// The next `count` metadata updates fail with 409, as when another
+    /// client writes first.
+    pub fn conflict_metadata_updates(&self, count: usize) {
+        self.state().conflicting_metadata_updates = count;
     }
 
     /// (approval writes, status writes) so tests can check nothing was
@@ -258,5 +317,117 @@ impl ClusterApi for FakeApi {
         updated.metadata.resource_version = Some(Self::next_version(&mut state));
         state.lease = Some(updated.clone());
         Ok(updated)
+    }
+    fn discover_resources(&self) -> Result<Vec<ApiResource>, ApiError> {
+        Ok(self.state().resources.clone())
+    }
+
+    fn list_metadata(&self, resource: &ApiResource) -> Result<Vec<ObjectMeta>, ApiError> {
+        let prefix = format!("{}/{}", resource.group, resource.plural);
+        Ok(self
+            .state()
+            .objects
+            .iter()
+            .filter(|(key, _)| key.0 == prefix)
+            .map(|(_, meta)| meta.clone())
+            .collect())
+    }
+
+    fn get_metadata(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ObjectMeta>, ApiError> {
+        Ok(self.object(resource, namespace, name))
+    }
+
+    fn update_metadata(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+        update: &MetadataUpdate,
+    ) -> Result<(), ApiError> {
+        let mut state = self.state();
+        if state.conflicting_metadata_updates > 0 {
+            state.conflicting_metadata_updates -= 1;
+            // Another writer: the stored object moves on.
+            let key = object_key(resource, namespace, name);
+            let version = Self::next_version(&mut state);
+            if let Some(stored) = state.objects.get_mut(&key) {
+                stored.resource_version = Some(version);
+            }
+            return Err(conflict("update metadata"));
+        }
+        let key = object_key(resource, namespace, name);
+        let stored = state
+            .objects
+            .get(&key)
+            .ok_or_else(|| not_found("update metadata"))?;
+        if stored.resource_version.as_deref() != Some(update.resource_version.as_str()) {
+            return Err(conflict("update metadata"));
+        }
+        let mut updated = stored.clone();
+        if let Some(finalizers) = &update.finalizers {
+            updated.finalizers = (!finalizers.is_empty()).then(|| finalizers.clone());
+        }
+        if let Some(references) = &update.owner_references {
+            updated.owner_references = (!references.is_empty()).then(|| references.clone());
+        }
+        // As the apiserver does: the last finalizer of an object being
+        // deleted gone means the object is.
+        if updated.deletion_timestamp.is_some() && updated.finalizers.is_none() {
+            state.objects.remove(&key);
+            return Ok(());
+        }
+        updated.resource_version = Some(Self::next_version(&mut state));
+        state.objects.insert(key, updated);
+        Ok(())
+    }
+
+    fn delete_object(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        propagation: Propagation,
+    ) -> Result<(), ApiError> {
+        let mut state = self.state();
+        let key = object_key(resource, namespace, name);
+        let stored = state
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| not_found("delete object"))?;
+        if stored.uid.as_deref() != Some(uid) {
+            return Err(conflict("delete object"));
+        }
+        state.deletes.push((name.to_owned(), propagation));
+        let mut marked = stored;
+        let mut finalizers: Vec<String> = marked
+            .finalizers
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f != "orphan" && f != "foregroundDeletion")
+            .collect();
+        match propagation {
+            Propagation::Foreground => finalizers.push("foregroundDeletion".into()),
+            Propagation::Orphan => finalizers.push("orphan".into()),
+            Propagation::Background => {}
+        }
+        if finalizers.is_empty() {
+            state.objects.remove(&key);
+            return Ok(());
+        }
+        marked.finalizers = Some(finalizers);
+        marked
+            .deletion_timestamp
+            .get_or_insert(Time(super::api::timestamp_now()));
+        marked.resource_version = Some(Self::next_version(&mut state));
+        state.objects.insert(key, marked);
+        Ok(())
     }
 }

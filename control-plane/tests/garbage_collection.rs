@@ -1,0 +1,351 @@
+//! End to end: kube's delete semantics through stock kubectl (1.33) with
+//! a real etcd, the `control-plane apiserver` binary and the
+//! `control-plane controller-manager` binary's garbage collector.
+//!
+//! Three Deployment → ReplicaSet → Pod chains (owner references with
+//! `blockOwnerDeletion`, no workload controllers: the objects are made by
+//! hand) are deleted with `--cascade=foreground`, `--cascade=orphan` and
+//! the default (background) while no controller manager runs, so what the
+//! apiserver alone does is checked first (the finalizers and
+//! `deletionTimestamp`, the owner gone at once for background). Then the
+//! controller manager starts and the test waits for the garbage
+//! collector's result: the foreground and background trees gone, the
+//! orphaned ReplicaSet kept without its owner reference. A bound pod's
+//! delete shows `Terminating` with `deletionGracePeriodSeconds`, and
+//! `--grace-period=0 --force` removes it. Every wait polls with a
+//! generous deadline and reports what it saw plus the logs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_pki::KubeconfigFile;
+use common::etcd_fixture::EtcdFixture;
+use common::{Apiserver, json, kubectl_binary};
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const NS: &str = "gc";
+
+/// The controller manager, killed on drop.
+struct ControllerManager {
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl ControllerManager {
+    fn start(server: &Apiserver) -> Self {
+        server.localize(KubeconfigFile::ControllerManager);
+        let log_path = server.dir.path().join("controller-manager.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let ca = server.pki.cert("ca");
+        let child = Command::new(env!("CARGO_BIN_EXE_control-plane"))
+            .arg("controller-manager")
+            .arg("--kubeconfig")
+            .arg(server.local_kubeconfig(KubeconfigFile::ControllerManager))
+            .arg("--cluster-signing-cert-file")
+            .arg(&ca)
+            .arg("--cluster-signing-key-file")
+            .arg(server.pki.key("ca"))
+            .arg("--root-ca-file")
+            .arg(&ca)
+            .arg("--leader-elect=false")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start control-plane controller-manager");
+        Self { child, log_path }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(40);
+        format!(
+            "--- controller-manager log tail ---\n{}",
+            lines[start..].join("\n")
+        )
+    }
+}
+
+impl Drop for ControllerManager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+    }
+}
+
+struct Harness<'a> {
+    server: &'a Apiserver,
+    kubectl: &'a Path,
+}
+
+impl Harness<'_> {
+    fn ok(&self, args: &[&str]) -> String {
+        self.server.ok(self.kubectl, args)
+    }
+
+    /// The object as JSON, `None` once it is gone.
+    fn get(&self, kind: &str, name: &str) -> Option<Value> {
+        let out = self.ok(&[
+            "get",
+            kind,
+            name,
+            "-n",
+            NS,
+            "-o",
+            "json",
+            "--ignore-not-found",
+        ]);
+        (!out.trim().is_empty()).then(|| json(&out))
+    }
+
+    fn uid(&self, kind: &str, name: &str) -> String {
+        self.get(kind, name)
+            .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("{kind} {name} has no uid"))
+    }
+
+    fn create(&self, file: &str, manifest: &str) {
+        let path = self.server.write(file, manifest);
+        self.ok(&["create", "-f", &path.to_string_lossy()]);
+    }
+
+    /// A Deployment `<name>`, its ReplicaSet `<name>-rs` and the RS's pod
+    /// `<name>-pod` (unbound, so it can go at once), each owned by the
+    /// previous one with `blockOwnerDeletion`.
+    fn chain(&self, name: &str) {
+        self.create(
+            &format!("{name}-deploy.yaml"),
+            &format!(
+                "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {NS}}}
+spec:
+  replicas: 0
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec: {{containers: [{{name: c, image: busybox}}]}}
+"
+            ),
+        );
+        let deployment_uid = self.uid("deployment", name);
+        self.create(
+            &format!("{name}-rs.yaml"),
+            &format!(
+                "apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: {name}-rs
+  namespace: {NS}
+  ownerReferences:
+  - {{apiVersion: apps/v1, kind: Deployment, name: {name}, uid: {deployment_uid}, controller: true, blockOwnerDeletion: true}}
+spec:
+  replicas: 0
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec: {{containers: [{{name: c, image: busybox}}]}}
+"
+            ),
+        );
+        let rs_uid = self.uid("replicaset", &format!("{name}-rs"));
+        self.create(
+            &format!("{name}-pod.yaml"),
+            &format!(
+                "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}-pod
+  namespace: {NS}
+  labels: {{app: {name}}}
+  ownerReferences:
+  - {{apiVersion: apps/v1, kind: ReplicaSet, name: {name}-rs, uid: {rs_uid}, controller: true, blockOwnerDeletion: true}}
+spec: {{containers: [{{name: c, image: busybox}}]}}
+"
+            ),
+        );
+    }
+
+    /// Polls until `check` holds; panics with `expected`, the last state
+    /// seen and the logs.
+    fn wait_for(
+        &self,
+        manager: &ControllerManager,
+        expected: &str,
+        mut check: impl FnMut(&Self) -> Result<(), String>,
+    ) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let seen = match check(self) {
+                Ok(()) => return,
+                Err(seen) => seen,
+            };
+            assert!(
+                Instant::now() < deadline,
+                "waited {DEADLINE:?} for {expected}; last seen: {seen}\n{}\n{}",
+                manager.log_tail(),
+                self.server.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn gone(&self, kind: &str, name: &str) -> Result<(), String> {
+        match self.get(kind, name) {
+            None => Ok(()),
+            Some(o) => Err(format!(
+                "{kind} {name} still there (finalizers {}, deletionTimestamp {})",
+                o["metadata"]["finalizers"], o["metadata"]["deletionTimestamp"]
+            )),
+        }
+    }
+}
+
+fn finalizers(object: &Value) -> Vec<String> {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn cascading_and_graceful_deletion_with_kubectl() {
+    let Some(kubectl) = kubectl_binary("1.33") else {
+        eprintln!("no kubectl.1.33 next to kubectl on PATH; skipping");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let etcd = runtime.block_on(EtcdFixture::start());
+    let mut server = Apiserver::start(&etcd);
+    server.wait_ready(&kubectl);
+    let h = Harness {
+        server: &server,
+        kubectl: &kubectl,
+    };
+    h.ok(&["create", "namespace", NS]);
+    for name in ["fg", "orph", "bg"] {
+        h.chain(name);
+    }
+
+    // The apiserver alone: foreground and orphan deletes leave the owner
+    // with its finalizer; a background delete removes it at once.
+    h.ok(&[
+        "delete",
+        "deployment",
+        "fg",
+        "-n",
+        NS,
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    let fg = h
+        .get("deployment", "fg")
+        .expect("fg is held by its finalizer");
+    assert_eq!(finalizers(&fg), ["foregroundDeletion"], "{fg}");
+    assert!(fg["metadata"]["deletionTimestamp"].is_string(), "{fg}");
+    h.ok(&[
+        "delete",
+        "deployment",
+        "orph",
+        "-n",
+        NS,
+        "--cascade=orphan",
+        "--wait=false",
+    ]);
+    let orph = h
+        .get("deployment", "orph")
+        .expect("orph is held by its finalizer");
+    assert_eq!(finalizers(&orph), ["orphan"], "{orph}");
+    h.ok(&["delete", "deployment", "bg", "-n", NS, "--wait=false"]);
+    assert!(
+        h.get("deployment", "bg").is_none(),
+        "a background delete removes the owner at once"
+    );
+    assert!(
+        h.get("replicaset", "bg-rs").is_some(),
+        "without a garbage collector the dependents stay"
+    );
+
+    // Graceful pod deletion: a bound pod terminates, a forced delete ends it.
+    h.create(
+        "bound.yaml",
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: bound, namespace: {NS}}}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 45
+  containers: [{{name: c, image: busybox}}]
+"
+        ),
+    );
+    h.ok(&["delete", "pod", "bound", "-n", NS, "--wait=false"]);
+    let bound = h.get("pod", "bound").expect("a bound pod terminates");
+    assert_eq!(
+        bound["metadata"]["deletionGracePeriodSeconds"], 45,
+        "{bound}"
+    );
+    let table = h.ok(&["get", "pod", "bound", "-n", NS]);
+    assert!(table.contains("Terminating"), "{table}");
+    h.ok(&[
+        "delete",
+        "pod",
+        "bound",
+        "-n",
+        NS,
+        "--grace-period=0",
+        "--force",
+    ]);
+    assert!(
+        h.get("pod", "bound").is_none(),
+        "--grace-period=0 --force removes it"
+    );
+
+    // The garbage collector finishes each deletion.
+    let manager = ControllerManager::start(&server);
+    h.wait_for(&manager, "the foreground tree to go", |h| {
+        h.gone("pod", "fg-pod")?;
+        h.gone("replicaset", "fg-rs")?;
+        h.gone("deployment", "fg")
+    });
+    h.wait_for(&manager, "the background dependents to go", |h| {
+        h.gone("replicaset", "bg-rs")?;
+        h.gone("pod", "bg-pod")
+    });
+    h.wait_for(
+        &manager,
+        "orph to go and orph-rs to stay without its owner reference",
+        |h| {
+            h.gone("deployment", "orph")?;
+            let rs = h
+                .get("replicaset", "orph-rs")
+                .ok_or("orph-rs was deleted")?;
+            match &rs["metadata"]["ownerReferences"] {
+                Value::Null => Ok(()),
+                refs => Err(format!("orph-rs still has ownerReferences {refs}")),
+            }
+        },
+    );
+    assert!(
+        h.get("pod", "orph-pod").is_some(),
+        "the orphaned RS's pod keeps its live owner"
+    );
+}
