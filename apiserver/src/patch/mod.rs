@@ -55,11 +55,26 @@
 //! Without a schema (a field missing from the definitions) the rules are
 //! those of JSON merge patch: maps merge, lists are replaced; directives are
 //! still interpreted so they never end up in stored objects.
+//!
+//! # Field ownership and server-side apply
+//!
+//! - [`fieldpath`]: field sets in the fieldsV1 form, the field set of a
+//!   value and the comparison of two versions, walked by the same schema
+//!   metadata (list-map keys, merge keys, atomic types);
+//! - [`managed`]: `metadata.managedFields` entries and the `Update`
+//!   ownership every create, update and patch records;
+//! - [`apply`]: server-side apply (`application/apply-patch+yaml`):
+//!   merge, pruning of dropped fields, conflicts and `force`.
 
+pub mod apply;
+pub mod fieldpath;
 mod json;
+pub mod managed;
 mod strategic;
 
+pub use apply::{ApplyError, ApplyRequest, Conflict, server_side_apply};
 pub use json::{json_patch, merge_patch};
+pub use managed::{ManagedFields, Operation, Requested, Writer, record_update, requested};
 pub use strategic::strategic_merge_patch;
 
 /// Errors applying a patch. `path` is the dotted field path of the problem

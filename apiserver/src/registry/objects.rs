@@ -17,6 +17,14 @@
 //! - **patch**: JSON, merge or strategic merge patch (schema from the
 //!   OpenAPI definitions) applied to the current object, then the update
 //!   rules, retried on a storage conflict.
+//! - **server-side apply** (`application/apply-patch+yaml`, `fieldManager`
+//!   required → 422): the configuration merged by [`patch::apply`] (409
+//!   with `FieldManagerConflict` causes unless `force=true`), creating the
+//!   object when absent, then the update rules. A patch or apply that
+//!   changes nothing is not written.
+//! - **managedFields**: every create, update, patch and scale records an
+//!   `Update` by its field manager (`fieldManager`, else the User-Agent's
+//!   program name) through [`patch::record_update`].
 //! - **delete**: [`super::deletion`] decides from the propagation policy
 //!   and grace period: objects held by finalizers (`orphan` and
 //!   `foregroundDeletion` included) and bound pods counting down their
@@ -105,12 +113,13 @@ pub(crate) async fn handle(
         String::new()
     };
     let name = a.name.clone().unwrap_or_default();
+    let query = with_default_field_manager(&a.query, &ctx.headers);
     let op = Op {
         registry,
         user,
         desc,
         namespace,
-        query: &a.query,
+        query: &query,
         warnings: std::sync::Mutex::default(),
     };
     let result = dispatch(&op, ctx, &name, body).await;
@@ -144,6 +153,19 @@ async fn dispatch(
                 .await
         }
         (Verb::Update, Some("scale")) => op.update_scale(&name, parse_body(ctx, &body)?).await,
+        (Verb::Patch, None) if ctx.body_type == BodyType::ApplyPatch => {
+            // The manager must be named by the client, not derived.
+            if ctx.attributes.query.field_manager.is_none() {
+                return Err(
+                    ApiError::invalid("meta.k8s.io", "PatchOptions", "", Vec::new()).with_cause(
+                        "FieldValueRequired",
+                        "Required value: is required for apply patch",
+                        "fieldManager",
+                    ),
+                );
+            }
+            op.server_side_apply(&name, &body).await
+        }
         (Verb::Patch, None) => op.patch(&name, ctx.body_type, &body, Part::Main).await,
         (Verb::Patch, Some("status")) => op.patch(&name, ctx.body_type, &body, Part::Status).await,
         (Verb::Patch, Some("scale")) => op.patch_scale(&name, ctx.body_type, &body).await,
@@ -160,6 +182,63 @@ async fn dispatch(
         (Verb::Delete, None) => op.delete(&name).await,
         (Verb::DeleteCollection, None) => op.delete_collection().await,
         _ => Err(ApiError::method_not_allowed(ctx.method.as_str())),
+    }
+}
+
+/// The request's options with `fieldManager` defaulted as kube does: the
+/// program name of the User-Agent (`kubectl/v1.33.0 (linux/amd64) ...` →
+/// `kubectl`), at most 128 bytes.
+fn with_default_field_manager(query: &QueryOptions, headers: &http::HeaderMap) -> QueryOptions {
+    let mut query = query.clone();
+    if query.field_manager.is_none() {
+        let agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let program: String = agent
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(128)
+            .collect();
+        query.field_manager = Some(if program.is_empty() {
+            "unknown".to_owned()
+        } else {
+            program
+        });
+    }
+    query
+}
+
+/// kube's answer to a refused apply: conflicts are a 409 whose causes
+/// name each field (`FieldManagerConflict`), the rest a 400.
+fn apply_error(error: patch::ApplyError) -> ApiError {
+    match &error {
+        patch::ApplyError::Conflicts(conflicts) => {
+            let mut status = ApiError::new(
+                crate::http::status::StatusReason::Conflict,
+                error.to_string(),
+            );
+            for conflict in conflicts {
+                status = status.with_cause(
+                    "FieldManagerConflict",
+                    &format!("conflict with {}", conflict.manager),
+                    &conflict.field,
+                );
+            }
+            status
+        }
+        _ => ApiError::bad_request(error.to_string()),
+    }
+}
+
+/// The subresource a part is written through, as managedFields name it.
+fn subresource_of(part: Part) -> &'static str {
+    match part {
+        Part::Main => "",
+        Part::Status => "status",
+        Part::Approval => "approval",
     }
 }
 
@@ -426,9 +505,20 @@ impl Op<'_> {
         }
     }
 
-    async fn create(&self, mut object: Value) -> Result<ApiResponse, ApiError> {
+    async fn create(&self, object: Value) -> Result<ApiResponse, ApiError> {
+        self.create_owned(object, None).await
+    }
+
+    /// A create; `applied` is the ownership a server-side apply computed
+    /// (else the create is recorded as an `Update` by the field manager).
+    async fn create_owned(
+        &self,
+        mut object: Value,
+        applied: Option<patch::ManagedFields>,
+    ) -> Result<ApiResponse, ApiError> {
         let desc = self.desc;
         self.check_kind(&object)?;
+        let requested_ownership = patch::requested(&object);
         let meta = metadata_mut(&mut object);
         let body_namespace = meta
             .get("namespace")
@@ -491,6 +581,10 @@ impl Op<'_> {
             Self::record_requester(&mut object, self.user);
         }
         self.admit(&mut object, None)?;
+        match applied {
+            Some(managed) => managed.store_in(&mut object),
+            None => self.record_update(None, &mut object, requested_ownership, ""),
+        }
         let object = if self.is_service() {
             let name = &name;
             self.registry
@@ -824,8 +918,15 @@ impl Op<'_> {
             }
             None => kv.mod_revision,
         };
+        let requested_ownership = patch::requested(&new);
         let mut object = self.prepare_update(&current, new, part)?;
         self.admit(&mut object, Some(&current))?;
+        self.record_update(
+            Some(&current),
+            &mut object,
+            requested_ownership,
+            subresource_of(part),
+        );
         if self.query.dry_run {
             return Ok(ok(self.dry_run_allocations(object, &current).await?));
         }
@@ -853,8 +954,9 @@ impl Op<'_> {
                 let schema = self.registry.definitions.for_gvk(gvk);
                 patch::strategic_merge_patch(current, patch_doc, schema).map_err(bad)
             }
+            // Server-side apply has its own path for the main resource.
             BodyType::ApplyPatch => Err(ApiError::unsupported_media_type(
-                "application/apply-patch+yaml (server-side apply is not supported)",
+                "application/apply-patch+yaml (server-side apply is served on the main resource only)",
             )),
             _ => Err(ApiError::unsupported_media_type(
                 "the patch must be application/json-patch+json, application/merge-patch+json or application/strategic-merge-patch+json",
@@ -889,8 +991,162 @@ impl Op<'_> {
                     CONFLICT_MESSAGE,
                 ));
             }
+            let requested_ownership = patch::requested(&patched);
             let mut object = self.prepare_update(&current, patched, part)?;
             self.admit(&mut object, Some(&current))?;
+            self.record_update(
+                Some(&current),
+                &mut object,
+                requested_ownership,
+                subresource_of(part),
+            );
+            // A patch that changes nothing is not written (no new
+            // resourceVersion), as in kube.
+            if object == current {
+                return Ok(ok(current));
+            }
+            if self.query.dry_run {
+                return Ok(ok(self.dry_run_allocations(object, &current).await?));
+            }
+            match self
+                .commit_allocating(name, object, &current, kv.mod_revision)
+                .await
+            {
+                Ok(object) => return Ok(ok(object)),
+                Err(CommitError::Storage(e)) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into_api(self, name)),
+            }
+        }
+        Err(ApiError::conflict(
+            &self.desc.group,
+            &self.desc.plural,
+            name,
+            CONFLICT_MESSAGE,
+        ))
+    }
+
+    // ---- field ownership and server-side apply ----
+
+    /// Top-level fields a write through `subresource` cannot own: the main
+    /// resource does not write `status` of kinds with a status
+    /// subresource, `/status` does not write `spec`.
+    fn unowned_fields(&self, subresource: &str) -> &'static [&'static str] {
+        match subresource {
+            "" if self.has_status() => &["status"],
+            "status" => &["spec"],
+            _ => &[],
+        }
+    }
+
+    /// The field manager writing (the `fieldManager` parameter, else
+    /// derived from the User-Agent in [`handle`]).
+    fn field_manager(&self) -> &str {
+        self.query.field_manager.as_deref().unwrap_or("unknown")
+    }
+
+    /// Records the write of `object` over `live` as an `Update` by the
+    /// field manager.
+    fn record_update(
+        &self,
+        live: Option<&Value>,
+        object: &mut Value,
+        requested: patch::Requested,
+        subresource: &str,
+    ) {
+        let time = now_rfc3339();
+        let api_version = self.desc.group_version();
+        let writer = patch::Writer {
+            manager: self.field_manager(),
+            operation: patch::Operation::Update,
+            api_version: &api_version,
+            subresource,
+            time: &time,
+        };
+        let schema = self.registry.definitions.for_gvk(&self.gvk());
+        patch::record_update(
+            live,
+            object,
+            requested,
+            &writer,
+            schema,
+            self.unowned_fields(subresource),
+        );
+    }
+
+    /// `PATCH` with `application/apply-patch+yaml`: creates the object when
+    /// absent, else merges the configuration into it (see
+    /// [`patch::apply`]); then the update pipeline as for other patches.
+    async fn server_side_apply(&self, name: &str, body: &[u8]) -> Result<ApiResponse, ApiError> {
+        tracing::debug!(
+            name,
+            manager = self.field_manager(),
+            force = self.query.force,
+            "server-side apply"
+        );
+        let mut config: Value = serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        if !config.is_object() {
+            return Err(ApiError::bad_request(
+                "the applied configuration must be an object",
+            ));
+        }
+        match meta_str(&config, "name") {
+            Some(body_name) if body_name != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                metadata_mut(&mut config).insert("name".into(), json!(name));
+            }
+        }
+        self.check_kind(&config)?;
+        let time = now_rfc3339();
+        let api_version = self.desc.group_version();
+        let request = patch::ApplyRequest {
+            writer: patch::Writer {
+                manager: self.field_manager(),
+                operation: patch::Operation::Apply,
+                api_version: &api_version,
+                subresource: "",
+                time: &time,
+            },
+            force: self.query.force,
+            ignored: self.unowned_fields(""),
+        };
+        let schema = self.registry.definitions.for_gvk(&self.gvk());
+        for _ in 0..CONFLICT_RETRIES {
+            let (kv, current) = match self.read(name).await {
+                Ok(found) => found,
+                Err(e) if e.code == 404 => {
+                    let applied = patch::server_side_apply(None, &config, schema, &request)
+                        .map_err(apply_error)?;
+                    let managed = patch::ManagedFields::of_object(Some(&applied));
+                    return self.create_owned(applied, Some(managed)).await;
+                }
+                Err(e) => return Err(e),
+            };
+            let applied = patch::server_side_apply(Some(&current), &config, schema, &request)
+                .map_err(apply_error)?;
+            if let Some(rv) = meta_str(&applied, "resourceVersion")
+                && rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    &self.desc.group,
+                    &self.desc.plural,
+                    name,
+                    CONFLICT_MESSAGE,
+                ));
+            }
+            let managed = patch::ManagedFields::of_object(Some(&applied));
+            let mut object = self.prepare_update(&current, applied, Part::Main)?;
+            self.admit(&mut object, Some(&current))?;
+            // Defaults filled in after the merge belong to nobody.
+            managed.store_in(&mut object);
+            if object == current {
+                return Ok(ok(current));
+            }
             if self.query.dry_run {
                 return Ok(ok(self.dry_run_allocations(object, &current).await?));
             }
@@ -956,7 +1212,9 @@ impl Op<'_> {
             .entry("spec")
             .or_insert_with(|| json!({}));
         new["spec"]["replicas"] = json!(replicas);
-        self.prepare_update(current, new, Part::Main)
+        let mut new = self.prepare_update(current, new, Part::Main)?;
+        self.record_update(Some(current), &mut new, patch::Requested::Keep, "scale");
+        Ok(new)
     }
 
     async fn update_scale(&self, name: &str, scale: Value) -> Result<ApiResponse, ApiError> {
