@@ -237,6 +237,9 @@ enum Kind {
     /// `metav1.Time` → RFC 3339.
     Time,
     IntOrString,
+    /// `metav1.FieldsV1`: a message whose field 1 holds JSON bytes,
+    /// embedded as that JSON (managedFields' `fieldsV1`).
+    RawJson,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -308,6 +311,21 @@ static OWNER_REFERENCE: Msg = Msg {
     ],
 };
 
+/// A `metadata.managedFields` entry: clients that read an object and write
+/// it back (kubectl 1.32+ in protobuf) send them along.
+static MANAGED_FIELDS_ENTRY: Msg = Msg {
+    name: "ManagedFieldsEntry",
+    fields: &[
+        f(1, "manager", Str),
+        f(2, "operation", Str),
+        f(3, "apiVersion", Str),
+        f(4, "time", Time),
+        f(6, "fieldsType", Str),
+        f(7, "fieldsV1", Kind::RawJson),
+        f(8, "subresource", Str),
+    ],
+};
+
 static OBJECT_META: Msg = Msg {
     name: "ObjectMeta",
     fields: &[
@@ -325,6 +343,7 @@ static OBJECT_META: Msg = Msg {
         f(12, "annotations", MapStr),
         r(13, "ownerReferences", Kind::Msg(&OWNER_REFERENCE)),
         r(14, "finalizers", Str),
+        r(17, "managedFields", Kind::Msg(&MANAGED_FIELDS_ENTRY)),
     ],
 };
 
@@ -1122,6 +1141,12 @@ fn decode_value(
             };
             Some(int_or_string(b).map_err(bad)?)
         }
+        Kind::RawJson => {
+            let WireValue::Bytes(b) = wire else {
+                return Err(wrong());
+            };
+            Some(raw_json(b).map_err(bad)?)
+        }
     };
     Ok(value)
 }
@@ -1138,6 +1163,22 @@ fn map_entry(bytes: &[u8]) -> Result<(String, &[u8]), String> {
         }
     }
     Ok((key, value))
+}
+
+/// The JSON held in field 1 (`Raw`) of a `FieldsV1` message.
+fn raw_json(bytes: &[u8]) -> Result<Value, String> {
+    let mut reader = Reader::new(bytes);
+    let mut raw: &[u8] = &[];
+    while let Some((n, w)) = reader.key()? {
+        match (n, w) {
+            (1, WireValue::Bytes(b)) => raw = b,
+            _ => return Err("FieldsV1 with an unexpected field".into()),
+        }
+    }
+    if raw.is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_slice(raw).map_err(|e| format!("FieldsV1 is not JSON: {e}"))
 }
 
 fn time_fields(bytes: &[u8]) -> Result<(i64, i64), String> {
@@ -1351,6 +1392,29 @@ mod tests {
         assert_eq!(
             value["metadata"]["creationTimestamp"],
             "2023-11-14T22:13:20Z"
+        );
+    }
+
+    #[test]
+    fn managed_fields_are_decoded_with_their_fields_v1_json() {
+        let mut fields_v1 = Vec::new();
+        bytes_field(1, br#"{"f:data":{"f:a":{}}}"#, &mut fields_v1);
+        let mut entry = Vec::new();
+        bytes_field(1, b"kubectl", &mut entry);
+        bytes_field(2, b"Apply", &mut entry);
+        bytes_field(3, b"v1", &mut entry);
+        bytes_field(6, b"FieldsV1", &mut entry);
+        bytes_field(7, &fields_v1, &mut entry);
+        let mut meta = Vec::new();
+        bytes_field(1, b"cm1", &mut meta);
+        bytes_field(17, &entry, &mut meta);
+        let mut raw = Vec::new();
+        bytes_field(1, &meta, &mut raw);
+        let value = to_json(&envelope("v1", "ConfigMap", &raw)).expect("decode");
+        assert_eq!(
+            value["metadata"]["managedFields"],
+            json!([{"manager": "kubectl", "operation": "Apply", "apiVersion": "v1",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:a": {}}}}])
         );
     }
 }
