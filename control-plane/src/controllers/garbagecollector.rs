@@ -24,7 +24,9 @@
 //! and the delete carries the dependent's uid as a precondition. An owner
 //! whose kind the server does not serve is never taken as gone. Finalizer
 //! and owner-reference changes are compare-and-swaps on the
-//! resourceVersion, retried on 409 from a fresh read.
+//! resourceVersion, retried on 409 from a fresh read. A pass whose
+//! discovery or any list fails acts on nothing: an incomplete graph could
+//! finalize an owner whose dependents were simply not seen.
 //!
 //! The controller is woken by the periodic resync (every watch would be
 //! one per resource) and asks for a pass two seconds later while any
