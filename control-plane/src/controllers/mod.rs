@@ -105,7 +105,8 @@ pub struct ControllerManagerArgs {
 
     /// Comma-separated controllers to run: '*' for all, 'name' to enable,
     /// '-name' to disable. Known: bootstrapsigner, tokencleaner,
-    /// csrapproving, csrsigning, garbagecollector.
+    /// csrapproving, csrsigning, garbagecollector (kube's current names,
+    /// e.g. garbage-collector-controller, work too).
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
 
@@ -189,22 +190,38 @@ pub enum ControllerManagerError {
     },
 }
 
+/// kube-controller-manager's current names (1.28+) for the controllers,
+/// accepted by `--controllers` next to the older names used here.
+const CONTROLLER_ALIASES: [(&str, &str); 5] = [
+    ("bootstrap-signer-controller", "bootstrapsigner"),
+    ("token-cleaner-controller", "tokencleaner"),
+    (
+        "certificatesigningrequest-approving-controller",
+        "csrapproving",
+    ),
+    ("certificatesigningrequest-signing-controller", "csrsigning"),
+    ("garbage-collector-controller", "garbagecollector"),
+];
+
 /// Which controllers `--controllers` enables, with kube's rules: `-name`
 /// wins over `name`, which wins over `*`.
 pub fn enabled_controllers(list: &[String]) -> Result<Vec<&'static str>, ControllerManagerError> {
-    let entries: Vec<&str> = list
-        .iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for entry in &entries {
-        let name = entry.strip_prefix('-').unwrap_or(entry);
-        if *entry != "*" && !KNOWN_CONTROLLERS.contains(&name) {
-            return Err(ControllerManagerError::UnknownController(
-                (*entry).to_owned(),
-            ));
+    let mut entries: Vec<String> = Vec::new();
+    for entry in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (prefix, name) = match entry.strip_prefix('-') {
+            Some(name) => ("-", name),
+            None => ("", entry),
+        };
+        let name = CONTROLLER_ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == name)
+            .map_or(name, |(_, known)| known);
+        if entry != "*" && !KNOWN_CONTROLLERS.contains(&name) {
+            return Err(ControllerManagerError::UnknownController(entry.to_owned()));
         }
+        entries.push(format!("{prefix}{name}"));
     }
+    let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
     let star = entries.contains(&"*");
     Ok(KNOWN_CONTROLLERS
         .into_iter()
@@ -545,6 +562,20 @@ mod tests {
         assert_eq!(
             enabled_controllers(&list(&["-csrsigning", "csrsigning"])).expect("ok"),
             Vec::<&str>::new()
+        );
+        assert_eq!(
+            enabled_controllers(&list(&["garbage-collector-controller", "tokencleaner"]))
+                .expect("kube's current names are accepted"),
+            ["tokencleaner", "garbagecollector"]
+        );
+        assert_eq!(
+            enabled_controllers(&list(&["*", "-garbage-collector-controller"])).expect("ok"),
+            [
+                "bootstrapsigner",
+                "tokencleaner",
+                "csrapproving",
+                "csrsigning"
+            ]
         );
         assert!(matches!(
             enabled_controllers(&list(&["*", "nodelifecycle"])),
