@@ -269,6 +269,18 @@ fn scenario(server: &Apiserver, kubectl: &Path, ns: &str) {
         &["get", "configmap", "legacy", "-n", ns, "-o", "json"],
     ));
     assert_eq!(legacy["data"], serde_json::json!({"a": "2"}));
+    let last_applied =
+        legacy["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap_or_default();
+    assert!(last_applied.contains(r#""a":"2""#), "{legacy}");
+    // Back to client-side apply: it diffs against what was applied last.
+    server.ok(kubectl, &["apply", "-f", csa.to_str().expect("path")]);
+    let legacy = json(&server.ok(
+        kubectl,
+        &["get", "configmap", "legacy", "-n", ns, "-o", "json"],
+    ));
+    assert_eq!(legacy["data"], serde_json::json!({"a": "1"}));
 }
 
 #[test]

@@ -17,7 +17,13 @@
 //!    owns are conflicts ([`ApplyError::Conflicts`], a 409); with `force`
 //!    they move to the applier instead. Applying the value a field already
 //!    has is no conflict: the field becomes shared;
-//! 5. paths the apply removed leave every other manager's set.
+//! 5. paths the apply removed leave every other manager's set;
+//! 6. when `kubectl` applies to an object that still carries client-side
+//!    apply's `kubectl.kubernetes.io/last-applied-configuration`, the
+//!    annotation is set to the applied configuration (as kube's
+//!    last-applied updater does), so a later client-side apply diffs
+//!    against what was really applied; this is bookkeeping, not a change
+//!    of ownership.
 //!
 //! The caller then runs the result through the usual update pipeline
 //! (defaulting refills pruned fields that have defaults, validation).
@@ -30,6 +36,13 @@ use super::fieldpath::{
 };
 use super::managed::{ManagedFields, Operation, Writer, owned_part};
 use crate::openapi::Schema;
+
+/// Client-side apply's record of the last applied configuration.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The manager whose applies keep [`LAST_APPLIED`] current (kubectl's
+/// default server-side manager; others opt out by naming themselves).
+const LAST_APPLIED_SYNCING_MANAGER: &str = "kubectl";
 
 /// One field another manager owns with a different value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,7 +173,33 @@ pub fn server_side_apply(
     }
     managed.drop_empty();
     managed.store_in(&mut merged);
+    if writer.manager == LAST_APPLIED_SYNCING_MANAGER {
+        sync_last_applied(&mut merged, &config);
+    }
     Ok(merged)
+}
+
+/// Sets [`LAST_APPLIED`] to `config` (without the annotation itself) when
+/// `object` carries it.
+fn sync_last_applied(object: &mut Value, config: &Value) {
+    let Some(annotations) = object
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+        .filter(|a| a.contains_key(LAST_APPLIED))
+    else {
+        return;
+    };
+    let mut applied = config.clone();
+    if let Some(own) = applied
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        own.remove(LAST_APPLIED);
+    }
+    if let Ok(text) = serde_json::to_string(&applied) {
+        // kubectl writes the annotation with a trailing newline.
+        annotations.insert(LAST_APPLIED.to_owned(), Value::String(format!("{text}\n")));
+    }
 }
 
 /// Merges `config` into `live` by the schema's rules; `null`s in the
@@ -524,6 +563,30 @@ mod tests {
         let mut bogus = edited.clone();
         bogus["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Bogus"}]);
         assert_eq!(crate::patch::requested(&bogus), Requested::Keep);
+    }
+
+    #[test]
+    fn kubectl_keeps_the_client_side_annotation_current() {
+        let mut live = apply(
+            None,
+            &config(json!({"app": "web"}), "nginx:1", Some(2)),
+            "other",
+            false,
+        )
+        .expect("create");
+        live["metadata"]["annotations"] = json!({LAST_APPLIED: "{}\n"});
+        let applied = config(json!({"app": "web"}), "nginx:1", Some(2));
+        let next = apply(Some(&live), &applied, "kubectl", false).expect("apply");
+        let text = next["metadata"]["annotations"][LAST_APPLIED]
+            .as_str()
+            .expect("annotation");
+        assert_eq!(
+            serde_json::from_str::<Value>(text.trim_end()).expect("json"),
+            applied
+        );
+        // Other managers leave it alone.
+        let other = apply(Some(&live), &applied, "helm", false).expect("apply");
+        assert_eq!(other["metadata"]["annotations"][LAST_APPLIED], "{}\n");
     }
 
     #[test]
