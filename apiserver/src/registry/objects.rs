@@ -1772,3 +1772,247 @@ fn convert(
         Err(e) => Some(WatchEvent::error(&ApiError::internal(e.to_string()))),
     }
 }
+
+/// Server-side apply and managedFields through the registry on in-memory
+/// storage: status codes, Status causes, no-op applies, dry runs and
+/// requests that clear managedFields.
+#[cfg(test)]
+mod apply_tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use serde_json::{Value, json};
+
+    use crate::auth::UserInfo;
+    use crate::http::{ApiResponse, BodyType, Output, RequestAttributes, RequestContext};
+    use crate::registry::{Registry, RegistryOptions, objects};
+    use crate::storage::MemoryStorage;
+
+    const CONFIG_MAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+    /// One request: (HTTP status, body or Status).
+    async fn call(
+        registry: &Registry,
+        method: &str,
+        path: &str,
+        query: &str,
+        body_type: BodyType,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let attributes = RequestAttributes::parse(method, path, query).expect("attributes");
+        let resource = registry
+            .descriptor(&attributes.group, &attributes.resource)
+            .cloned();
+        let desc = resource.clone().expect("a served resource");
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("kubectl/v1.33.0 (linux/amd64) kubernetes/abc"),
+        );
+        let ctx = RequestContext {
+            method: method.parse().expect("method"),
+            version: http::Version::HTTP_11,
+            attributes,
+            resource,
+            peer_certificates: Vec::new(),
+            remote_addr: "127.0.0.1:1".parse().expect("address"),
+            headers,
+            output: Output::Json,
+            body_type,
+        };
+        let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        let user = UserInfo::new("admin", ["system:masters"]);
+        match objects::handle(registry, &user, &desc, &ctx, bytes)
+            .await
+            .unwrap_or_else(ApiResponse::from)
+        {
+            ApiResponse::Object { status, object } => (status, object),
+            ApiResponse::Status(e) => (e.code, e.to_status()),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+
+    async fn setup() -> Registry {
+        let registry = Registry::new(Arc::new(MemoryStorage::new()), RegistryOptions::default())
+            .expect("registry on memory storage");
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        let (status, _) = call(
+            &registry,
+            "POST",
+            "/api/v1/namespaces",
+            "",
+            BodyType::Json,
+            Some(namespace),
+        )
+        .await;
+        assert_eq!(status, 201);
+        registry
+    }
+
+    fn config_map(value: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": value}})
+    }
+
+    fn managers(object: &Value) -> Vec<String> {
+        object["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e["manager"].as_str().unwrap_or(""),
+                    e["operation"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn apply_creates_is_idempotent_and_requires_a_manager() {
+        let registry = setup().await;
+        let path = format!("{CONFIG_MAPS}/cm");
+        let (status, body) = call(
+            &registry,
+            "PATCH",
+            &path,
+            "",
+            BodyType::ApplyPatch,
+            Some(config_map("1")),
+        )
+        .await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["details"]["causes"][0]["field"], "fieldManager");
+
+        let (status, created) = call(
+            &registry,
+            "PATCH",
+            &path,
+            "fieldManager=tool",
+            BodyType::ApplyPatch,
+            Some(config_map("1")),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(managers(&created), ["tool/Apply"]);
+        let (status, again) = call(
+            &registry,
+            "PATCH",
+            &path,
+            "fieldManager=tool",
+            BodyType::ApplyPatch,
+            Some(config_map("1")),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            again["metadata"]["resourceVersion"],
+            created["metadata"]["resourceVersion"]
+        );
+
+        let (_, dry) = call(
+            &registry,
+            "PATCH",
+            &path,
+            "fieldManager=tool&dryRun=All",
+            BodyType::ApplyPatch,
+            Some(config_map("2")),
+        )
+        .await;
+        assert_eq!(dry["data"]["a"], "2");
+        let (_, stored) = call(&registry, "GET", &path, "", BodyType::Empty, None).await;
+        assert_eq!(stored["data"]["a"], "1");
+    }
+
+    #[tokio::test]
+    async fn conflicts_are_409_with_causes_and_force_takes_over() {
+        let registry = setup().await;
+        let path = format!("{CONFIG_MAPS}/cm");
+        // Created by a plain POST: an Update by the User-Agent's program.
+        let (status, created) = call(
+            &registry,
+            "POST",
+            CONFIG_MAPS,
+            "",
+            BodyType::Json,
+            Some(config_map("1")),
+        )
+        .await;
+        assert_eq!(status, 201);
+        assert_eq!(managers(&created), ["kubectl/Update"]);
+
+        let (status, body) = call(
+            &registry,
+            "PATCH",
+            &path,
+            "fieldManager=tool",
+            BodyType::ApplyPatch,
+            Some(config_map("2")),
+        )
+        .await;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["reason"], "Conflict");
+        assert_eq!(
+            body["details"]["causes"],
+            json!([{"reason": "FieldManagerConflict", "message": "conflict with \"kubectl\" using v1", "field": ".data.a"}])
+        );
+        assert_eq!(
+            body["message"],
+            "Apply failed with 1 conflict: conflict with \"kubectl\" using v1: .data.a"
+        );
+
+        let (status, forced) = call(
+            &registry,
+            "PATCH",
+            &path,
+            "fieldManager=tool&force=true",
+            BodyType::ApplyPatch,
+            Some(config_map("2")),
+        )
+        .await;
+        assert_eq!(status, 200, "{forced}");
+        assert_eq!(forced["data"]["a"], "2");
+        assert_eq!(managers(&forced), ["tool/Apply"]);
+    }
+
+    #[tokio::test]
+    async fn patches_record_their_manager_and_may_clear_managed_fields() {
+        let registry = setup().await;
+        let path = format!("{CONFIG_MAPS}/cm");
+        call(
+            &registry,
+            "PATCH",
+            &path,
+            "fieldManager=tool",
+            BodyType::ApplyPatch,
+            Some(config_map("1")),
+        )
+        .await;
+        let (status, patched) = call(
+            &registry,
+            "PATCH",
+            &path,
+            "fieldManager=kubectl-edit",
+            BodyType::MergePatch,
+            Some(json!({"data": {"b": "x"}})),
+        )
+        .await;
+        assert_eq!(status, 200, "{patched}");
+        assert_eq!(managers(&patched), ["tool/Apply", "kubectl-edit/Update"]);
+        let (status, cleared) = call(
+            &registry,
+            "PATCH",
+            &path,
+            "",
+            BodyType::MergePatch,
+            Some(json!({"metadata": {"managedFields": [{}]}})),
+        )
+        .await;
+        assert_eq!(status, 200, "{cleared}");
+        assert!(
+            cleared["metadata"].get("managedFields").is_none(),
+            "{cleared}"
+        );
+    }
+}
