@@ -10,7 +10,8 @@
 //! `deletionTimestamp`, the owner gone at once for background). Then the
 //! controller manager starts and the test waits for the garbage
 //! collector's result: the foreground and background trees gone, the
-//! orphaned ReplicaSet kept without its owner reference. A bound pod's
+//! orphaned ReplicaSet kept without its owner reference; then kubectl's
+//! own wait on a foreground delete returns with the tree gone. A bound pod's
 //! delete shows `Terminating` with `deletionGracePeriodSeconds`, and
 //! `--grace-period=0 --force` removes it. Every wait polls with a
 //! generous deadline and reports what it saw plus the logs.
@@ -348,4 +349,31 @@ spec:
         h.get("pod", "orph-pod").is_some(),
         "the orphaned RS's pod keeps its live owner"
     );
+
+    // With the collector running, kubectl's own wait for a foreground
+    // delete returns once the whole tree is gone.
+    h.chain("late");
+    let started = Instant::now();
+    h.ok(&[
+        "delete",
+        "deployment",
+        "late",
+        "-n",
+        NS,
+        "--cascade=foreground",
+        "--timeout=60s",
+    ]);
+    for (kind, name) in [
+        ("deployment", "late"),
+        ("replicaset", "late-rs"),
+        ("pod", "late-pod"),
+    ] {
+        if let Err(seen) = h.gone(kind, name) {
+            panic!(
+                "kubectl returned after {:?} but {seen}\n{}",
+                started.elapsed(),
+                manager.log_tail()
+            );
+        }
+    }
 }

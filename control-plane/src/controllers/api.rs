@@ -66,6 +66,13 @@ pub enum Watched {
     PublicConfigMaps,
     /// CertificateSigningRequests (cluster-scoped).
     CertificateSigningRequests,
+    /// Deployments, all namespaces (the usual owner chain the garbage
+    /// collector follows, with ReplicaSets and Pods).
+    Deployments,
+    /// ReplicaSets, all namespaces.
+    ReplicaSets,
+    /// Pods, all namespaces.
+    Pods,
 }
 
 /// A resource the API server serves, as discovery describes it.

@@ -28,9 +28,11 @@
 //! discovery or any list fails acts on nothing: an incomplete graph could
 //! finalize an owner whose dependents were simply not seen.
 //!
-//! The controller is woken by the periodic resync (every watch would be
-//! one per resource) and asks for a pass two seconds later while any
-//! deletion it drives is still in progress.
+//! Passes are woken by changes of the usual owner chain (Deployments,
+//! ReplicaSets, Pods, kube-system Secrets), by the periodic resync for
+//! every other resource (a watch per resource would be one stream each),
+//! and two seconds later while a deletion it drives is in progress; a full
+//! pass runs at most every two seconds however busy the watches are.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -50,6 +52,8 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 const UPDATE_RETRIES: usize = 5;
 /// How soon to look again while a deletion is in progress.
 const BUSY_RECHECK: time::Duration = time::Duration::seconds(2);
+/// The shortest time between two full passes (each lists everything).
+const MIN_PASS_INTERVAL: time::Duration = time::Duration::seconds(2);
 
 /// One object of the snapshot.
 #[derive(Debug)]
@@ -193,6 +197,8 @@ fn propagation_for(meta: &ObjectMeta, cascade: bool) -> Propagation {
 #[derive(Debug, Default)]
 pub struct GarbageCollector {
     reported: BTreeSet<String>,
+    /// When the last full pass started.
+    last_pass: Option<OffsetDateTime>,
 }
 
 impl GarbageCollector {
@@ -207,6 +213,13 @@ impl GarbageCollector {
         api: &dyn ClusterApi,
         now: OffsetDateTime,
     ) -> Result<Option<OffsetDateTime>, ApiError> {
+        if let Some(last) = self.last_pass
+            && now < last + MIN_PASS_INTERVAL
+            && now >= last
+        {
+            return Ok(Some(last + MIN_PASS_INTERVAL));
+        }
+        self.last_pass = Some(now);
         let graph = Graph::load(api)?;
         let mut progress = Progress::default();
         for node in graph.nodes.iter().filter(|n| n.being_deleted()) {
@@ -512,7 +525,12 @@ impl Controller for GarbageCollector {
     }
 
     fn watches(&self) -> &'static [Watched] {
-        &[]
+        &[
+            Watched::Deployments,
+            Watched::ReplicaSets,
+            Watched::Pods,
+            Watched::SystemSecrets,
+        ]
     }
 
     fn sync(
@@ -588,13 +606,21 @@ mod tests {
         meta
     }
 
+    /// One pass, at a time late enough not to be skipped.
+    fn pass(gc: &mut GarbageCollector, api: &FakeApi) -> Option<OffsetDateTime> {
+        let now = gc
+            .last_pass
+            .map_or_else(OffsetDateTime::now_utc, |last| last + MIN_PASS_INTERVAL);
+        gc.sync(api, now).expect("pass")
+    }
+
     /// Passes until nothing is left to do (at most `limit`).
     fn run(api: &FakeApi, limit: usize) -> usize {
         let mut gc = GarbageCollector::new();
-        for pass in 1..=limit {
-            let next = gc.sync(api, OffsetDateTime::now_utc()).expect("pass");
+        for pass_number in 1..=limit {
+            let next = pass(&mut gc, api);
             if next.is_none() {
-                return pass;
+                return pass_number;
             }
         }
         panic!("still busy after {limit} passes");
@@ -613,7 +639,7 @@ mod tests {
             meta("web-1-a", vec![owner_ref("ReplicaSet", "web-1", true)]),
         );
         let mut gc = GarbageCollector::new();
-        gc.sync(&api, OffsetDateTime::now_utc()).expect("pass");
+        pass(&mut gc, &api);
         assert_eq!(
             api.deletes(),
             [("web-1".to_owned(), Propagation::Background)]
@@ -670,7 +696,7 @@ mod tests {
             meta("web-1-a", vec![owner_ref("ReplicaSet", "web-1", true)]),
         );
         let mut gc = GarbageCollector::new();
-        gc.sync(&api, OffsetDateTime::now_utc()).expect("pass");
+        pass(&mut gc, &api);
         // The RS has a dependent: deleted in the foreground, the owner waits.
         assert_eq!(
             api.deletes(),
@@ -700,7 +726,7 @@ mod tests {
         api.put_object(&replicasets(), held);
         let mut gc = GarbageCollector::new();
         for _ in 0..3 {
-            gc.sync(&api, OffsetDateTime::now_utc()).expect("pass");
+            pass(&mut gc, &api);
         }
         assert!(
             api.object(&deployments(), "default", "web").is_some(),
@@ -710,7 +736,7 @@ mod tests {
         released.finalizers = None;
         released.owner_references = Some(vec![owner_ref("Deployment", "web", false)]);
         api.put_object(&replicasets(), released);
-        gc.sync(&api, OffsetDateTime::now_utc()).expect("pass");
+        pass(&mut gc, &api);
         assert!(
             api.object(&deployments(), "default", "web").is_none(),
             "a non-blocking dependent does not hold the owner"
@@ -784,5 +810,25 @@ mod tests {
             .expect_err("gave up");
         assert!(error.is_conflict(), "{error}");
         assert!(api.object(&deployments(), "default", "web").is_some());
+    }
+
+    #[test]
+    fn passes_are_spaced_however_often_the_watches_wake_them() {
+        let api = api();
+        let mut gc = GarbageCollector::new();
+        let start = OffsetDateTime::now_utc();
+        assert_eq!(gc.sync(&api, start).expect("pass"), None);
+        api.put_object(
+            &replicasets(),
+            meta("web-1", vec![owner_ref("Deployment", "web", true)]),
+        );
+        let soon = start + time::Duration::milliseconds(500);
+        assert_eq!(
+            gc.sync(&api, soon).expect("skipped"),
+            Some(start + MIN_PASS_INTERVAL)
+        );
+        assert!(api.object(&replicasets(), "default", "web-1").is_some());
+        gc.sync(&api, start + MIN_PASS_INTERVAL).expect("pass");
+        assert!(api.object(&replicasets(), "default", "web-1").is_none());
     }
 }

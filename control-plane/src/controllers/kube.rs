@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_cluster::client::{Error as ClientError, KubeClient, ListParams, WatchEvent};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 
@@ -479,6 +480,9 @@ pub fn spawn_watch(
             Watched::CertificateSigningRequests => {
                 watch_loop::<CertificateSigningRequest>(&client, None, watched, &events);
             }
+            Watched::Deployments => watch_loop::<Deployment>(&client, None, watched, &events),
+            Watched::ReplicaSets => watch_loop::<ReplicaSet>(&client, None, watched, &events),
+            Watched::Pods => watch_loop::<Pod>(&client, None, watched, &events),
         })
         .map(|_| ())
 }
