@@ -38,16 +38,26 @@ pub struct EtcdSettings<'a> {
 
 /// Connects (lazily: the first request dials) to the etcd endpoints.
 pub async fn connect(settings: &EtcdSettings<'_>) -> Result<Client, VipError> {
-    let invalid = |reason: String| VipError::Etcd {
-        servers: settings.servers.to_owned(),
-        reason,
-    };
     let endpoints: Vec<&str> = settings
         .servers
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
+    connect_to(settings, &endpoints, Duration::from_secs(2)).await
+}
+
+/// Connects to `endpoints` with the TLS material of `settings`, giving up
+/// on a dial after `connect_timeout`.
+pub async fn connect_to(
+    settings: &EtcdSettings<'_>,
+    endpoints: &[&str],
+    connect_timeout: Duration,
+) -> Result<Client, VipError> {
+    let invalid = |reason: String| VipError::Etcd {
+        servers: endpoints.join(","),
+        reason,
+    };
     if endpoints.is_empty() {
         return Err(invalid("no etcd server given".to_owned()));
     }
@@ -69,7 +79,7 @@ pub async fn connect(settings: &EtcdSettings<'_>) -> Result<Client, VipError> {
     let cert = read(settings.certfile)?;
     let key = read(settings.keyfile)?;
     let mut options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
+        .with_connect_timeout(connect_timeout)
         // Notice a dead connection quickly; a partitioned member without a
         // leader must answer with an error instead of serving stale state.
         .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
@@ -91,7 +101,7 @@ pub async fn connect(settings: &EtcdSettings<'_>) -> Result<Client, VipError> {
         }
         options = options.with_tls(tls);
     }
-    Client::connect(&endpoints, Some(options))
+    Client::connect(endpoints, Some(options))
         .await
         .map_err(|e| invalid(format!("connecting: {e}")))
 }

@@ -16,6 +16,9 @@
 //!   and elect someone else, even when etcd is unreachable; it is also
 //!   dropped when the health check fails, a keepalive fails, or on
 //!   SIGTERM/SIGINT (then the process exits 0);
+//! - while holding, it keeps etcd's raft leadership on another voter
+//!   ([`handoff`]), so a crash of the holder's machine never also needs an
+//!   etcd election before the VIP can move;
 //! - the decisions are a sans-IO state machine ([`machine`]), the run loop
 //!   ([`runner`]) carries them out and keeps the status file ([`status`]).
 //!
@@ -25,6 +28,7 @@
 pub mod address;
 pub mod arp;
 pub mod election;
+pub mod handoff;
 pub mod health;
 pub mod machine;
 pub mod runner;
@@ -90,6 +94,12 @@ pub struct VipArgs {
     /// turns them off).
     #[arg(long = "arp-interval", default_value = "10s", value_parser = parse_duration)]
     pub arp_interval: Duration,
+    /// While holding the address, move etcd's raft leadership to another
+    /// healthy voter when the local member has it, so that losing this
+    /// machine does not also cost an etcd election (which delays the
+    /// failover by several seconds; see `handoff`).
+    #[arg(long = "etcd-leader-handoff", default_value_t = true, action = clap::ArgAction::Set)]
+    pub etcd_leader_handoff: bool,
     /// Where the status JSON is written (atomically).
     #[arg(long = "status-file", default_value = "/run/cairn/vip.json")]
     pub status_file: PathBuf,

@@ -31,6 +31,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::address::VipAddress;
 use super::arp::{Announcer, parse_mac};
 use super::election::{Election, EtcdSettings, connect};
+use super::handoff::{self, TlsFiles};
 use super::health::{HealthCheck, Verdict};
 use super::machine::{Action, Event, LeaseId, Machine, MachineConfig};
 use super::status::{Status, rfc3339_now, write_status};
@@ -38,6 +39,8 @@ use super::{VipArgs, VipError};
 
 const TICK: Duration = Duration::from_millis(100);
 const LEADER_POLL: Duration = Duration::from_millis(250);
+/// How often the holder checks whether its etcd member became the leader.
+const HANDOFF_INTERVAL: Duration = Duration::from_secs(2);
 const ARP_BURST_GAP: Duration = Duration::from_millis(100);
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// How long shutdown waits for lease revocations.
@@ -59,7 +62,7 @@ pub async fn run(args: &VipArgs) -> Result<(), VipError> {
         keyfile: args.etcd_keyfile.as_deref(),
     })
     .await?;
-    let election = Election::new(client, &name, &args.node_name, ttl);
+    let election = Election::new(client.clone(), &name, &args.node_name, ttl);
     let signal_error = |source| VipError::Runtime {
         what: "listening for SIGTERM/SIGINT",
         source,
@@ -88,6 +91,15 @@ pub async fn run(args: &VipArgs) -> Result<(), VipError> {
     ));
     let (leader_tx, mut leader_rx) = watch::channel::<Option<String>>(None);
     let leader_task = tokio::spawn(watch_leader(election.clone(), leader_tx));
+    let (holding_tx, holding_rx) = watch::channel(false);
+    let handoff_task = args.etcd_leader_handoff.then(|| {
+        let tls = TlsFiles {
+            cafile: args.etcd_cafile.clone(),
+            certfile: args.etcd_certfile.clone(),
+            keyfile: args.etcd_keyfile.clone(),
+        };
+        tokio::spawn(keep_etcd_leadership_elsewhere(client, tls, holding_rx))
+    });
 
     tracing::info!(
         address = %args.address,
@@ -120,6 +132,7 @@ pub async fn run(args: &VipArgs) -> Result<(), VipError> {
         address_lifetime,
         status: None,
         observed_leader: None,
+        holding: holding_tx,
     };
     run.publish_status();
 
@@ -189,6 +202,9 @@ pub async fn run(args: &VipArgs) -> Result<(), VipError> {
     }
     health_task.abort();
     leader_task.abort();
+    if let Some(task) = handoff_task {
+        task.abort();
+    }
     let _ = tokio::time::timeout(REVOKE_ON_EXIT, async {
         while run.revokes.join_next().await.is_some() {}
     })
@@ -239,6 +255,8 @@ struct Runner<'a> {
     /// The last status written: (holder, leader).
     status: Option<(bool, Option<String>)>,
     observed_leader: Option<String>,
+    /// Whether the address is held, for the etcd leadership hand-off.
+    holding: watch::Sender<bool>,
 }
 
 impl Runner<'_> {
@@ -394,6 +412,8 @@ impl Runner<'_> {
     /// Rewrites the status file when holder or leader changed.
     fn publish_status(&mut self) {
         let holder = self.machine.is_holding();
+        self.holding
+            .send_if_modified(|held| std::mem::replace(held, holder) != holder);
         let leader = if holder {
             Some(self.args.node_name.clone())
         } else {
@@ -469,5 +489,37 @@ async fn watch_leader(election: Election, leader: watch::Sender<Option<String>>)
                 true
             }
         });
+    }
+}
+
+/// While the address is held, moves etcd's leadership away from the local
+/// member whenever it has it (see [`handoff`]).
+async fn keep_etcd_leadership_elsewhere(
+    client: etcd_client::Client,
+    tls: TlsFiles,
+    mut holding: watch::Receiver<bool>,
+) {
+    let mut last_problem: Option<String> = None;
+    loop {
+        if holding.wait_for(|held| *held).await.is_err() {
+            return;
+        }
+        match handoff::hand_off(&client, &tls).await {
+            Ok(handoff::Outcome::Moved { to }) => {
+                last_problem = None;
+                tracing::info!(
+                    to = %to,
+                    "moved etcd leadership off the VIP holder, so losing this machine costs no etcd election"
+                );
+            }
+            Ok(handoff::Outcome::NotLeader | handoff::Outcome::NoSuccessor) => last_problem = None,
+            Err(reason) => {
+                if last_problem.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(%reason, "cannot hand etcd leadership to a peer");
+                }
+                last_problem = Some(reason);
+            }
+        }
+        tokio::time::sleep(HANDOFF_INTERVAL).await;
     }
 }
