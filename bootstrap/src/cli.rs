@@ -686,6 +686,12 @@ pub struct InitArgs {
     /// [default: a random one, printed]
     #[arg(long, value_name = "KEY", requires = "upload_certs")]
     pub certificate_key: Option<cairn_pki::CertificateKey>,
+    /// Phases the node leaves out (kubeadm's names): preflight, certs and
+    /// kubeconfig (together; the PKI must then be on the node already),
+    /// wait-control-plane, upload-config, upload-certs, mark-control-plane,
+    /// bootstrap-token, vip, show-join-command
+    #[arg(long, value_name = "PHASE,...", value_delimiter = ',')]
+    pub skip_phases: Vec<cairn_config::InitPhase>,
     #[command(flatten)]
     pub vip: VipArgs,
     #[command(flatten)]

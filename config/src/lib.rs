@@ -11,6 +11,7 @@
 //! service-dns-domain = "cluster.local"
 //! apiserver-cert-extra-sans = ["k8s.example.org"]
 //! vip = { address = "10.0.0.10", interface = "eth0" }
+//! skip-phases = ["show-join-command"]   # kubeadm's --skip-phases
 //!
 //! [node]
 //! name = "cp-1"
@@ -119,8 +120,8 @@ pub use model::{
     KernelConfig, MachineConfig, NodeConfig, Taint, VipConfig,
 };
 pub use types::{
-    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey,
-    LabelValue, NodeRole, RegistryHost, Snapshotter, TaintEffect,
+    CaBundle, CaCertHash, ClusterName, ImageReference, InitPhase, InterfaceAddress, InterfaceName,
+    LabelKey, LabelValue, NodeRole, RegistryHost, Snapshotter, TaintEffect,
 };
 
 use raw::RawMachineConfig;

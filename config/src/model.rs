@@ -12,8 +12,8 @@ use cairn_pki::{
 };
 
 use crate::types::{
-    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey,
-    LabelValue, NodeRole, RegistryHost, Snapshotter, TaintEffect,
+    CaBundle, CaCertHash, ClusterName, ImageReference, InitPhase, InterfaceAddress, InterfaceName,
+    LabelKey, LabelValue, NodeRole, RegistryHost, Snapshotter, TaintEffect,
 };
 
 /// kubeadm's default cluster name.
@@ -105,9 +105,20 @@ pub struct ClusterConfig {
     /// `vip`: a virtual IP held by one healthy control-plane node at a time.
     /// Control-plane nodes only.
     pub vip: Option<VipConfig>,
+    /// `skip-phases`: init phases this node leaves out (kubeadm's
+    /// `--skip-phases`), e.g. `["mark-control-plane", "show-join-command"]`.
+    /// `etcd` and `control-plane` cannot be skipped; `certs` and
+    /// `kubeconfig` only together (the PKI must then be on STATE already).
+    /// A joining node may skip `preflight` only.
+    pub skip_phases: Vec<InitPhase>,
 }
 
 impl ClusterConfig {
+    /// Whether `phase` runs (is not in `skip-phases`).
+    pub fn runs(&self, phase: InitPhase) -> bool {
+        !self.skip_phases.contains(&phase)
+    }
+
     /// The cluster name, with its default.
     pub fn effective_name(&self) -> &str {
         self.name

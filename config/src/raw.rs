@@ -61,6 +61,8 @@ pub(super) struct RawCluster {
     pub certificate_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vip: Option<RawVip>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_phases: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -185,6 +187,7 @@ impl From<&ClusterConfig> for RawCluster {
             token: cluster.token.as_ref().map(text),
             certificate_key: cluster.certificate_key.as_ref().map(text),
             vip: cluster.vip.as_ref().map(RawVip::from),
+            skip_phases: cluster.skip_phases.iter().map(text).collect(),
         }
     }
 }

@@ -668,3 +668,49 @@ fn api_client_ca_refuses_keys_leaves_and_garbage() {
     );
     assert_problem(&api_section("hello"), "api.client-ca", "PEM");
 }
+
+#[test]
+fn skip_phases_are_kubeadm_names_with_cairn_rules() {
+    let with = |phases: &str| {
+        full_control_plane().replace(
+            "[cluster]\n",
+            &format!("[cluster]\nskip-phases = [{phases}]\n"),
+        )
+    };
+    let config = round_trip(&with("\"show-join-command\", \"mark-control-plane\""));
+    let cluster = config.cluster.as_ref().expect("cluster");
+    assert!(!cluster.runs(InitPhase::ShowJoinCommand));
+    assert!(!cluster.runs(InitPhase::MarkControlPlane));
+    assert!(cluster.runs(InitPhase::Preflight));
+
+    assert_problem(
+        &with("\"addon\""),
+        "cluster.skip-phases[0]",
+        "not an init phase",
+    );
+    assert_problem(
+        &with("\"certs/apiserver\""),
+        "cluster.skip-phases[0]",
+        "only whole phases",
+    );
+    assert_problem(&with("\"etcd\""), "cluster.skip-phases", "stacked etcd");
+    assert_problem(
+        &with("\"control-plane\""),
+        "cluster.skip-phases",
+        "cannot be skipped",
+    );
+    assert_problem(
+        &with("\"certs\""),
+        "cluster.skip-phases",
+        "skip both or neither",
+    );
+    round_trip(&with("\"certs\", \"kubeconfig\""));
+
+    let join = |phases: &str| format!("[cluster]\nskip-phases = [{phases}]\n{}", worker_join());
+    round_trip(&join("\"preflight\""));
+    assert_problem(
+        &join("\"upload-config\""),
+        "cluster.skip-phases",
+        "may skip \"preflight\" only",
+    );
+}

@@ -105,6 +105,117 @@ impl fmt::Display for NodeRole {
 
 string_conversions!(NodeRole);
 
+/// A phase of `init` that `cluster.skip-phases` can name (kubeadm's
+/// `--skip-phases` names, in the order a node runs them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum InitPhase {
+    /// Ports, ip_forward, memory, binaries, clock.
+    Preflight,
+    /// The PKI under `/etc/kubernetes/pki`.
+    Certs,
+    /// The kubeconfig files under `/etc/kubernetes`.
+    Kubeconfig,
+    /// The local etcd member.
+    Etcd,
+    /// The apiserver and controller manager.
+    ControlPlane,
+    /// Waiting for the apiserver's `/readyz`.
+    WaitControlPlane,
+    /// The `kubeadm-config` ConfigMap.
+    UploadConfig,
+    /// The encrypted `kubeadm-certs` Secret.
+    UploadCerts,
+    /// The control-plane role label and NoSchedule taint on the Node.
+    MarkControlPlane,
+    /// The bootstrap token, `cluster-info` in kube-public.
+    BootstrapToken,
+    /// The VIP manager.
+    Vip,
+    /// The join command on the console.
+    ShowJoinCommand,
+}
+
+impl InitPhase {
+    /// Every phase, in the order they run.
+    pub const ALL: [InitPhase; 12] = [
+        Self::Preflight,
+        Self::Certs,
+        Self::Kubeconfig,
+        Self::Etcd,
+        Self::ControlPlane,
+        Self::WaitControlPlane,
+        Self::UploadConfig,
+        Self::UploadCerts,
+        Self::MarkControlPlane,
+        Self::BootstrapToken,
+        Self::Vip,
+        Self::ShowJoinCommand,
+    ];
+
+    /// kubeadm's name of the phase.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Preflight => "preflight",
+            Self::Certs => "certs",
+            Self::Kubeconfig => "kubeconfig",
+            Self::Etcd => "etcd",
+            Self::ControlPlane => "control-plane",
+            Self::WaitControlPlane => "wait-control-plane",
+            Self::UploadConfig => "upload-config",
+            Self::UploadCerts => "upload-certs",
+            Self::MarkControlPlane => "mark-control-plane",
+            Self::BootstrapToken => "bootstrap-token",
+            Self::Vip => "vip",
+            Self::ShowJoinCommand => "show-join-command",
+        }
+    }
+
+    /// Why the phase cannot be skipped on a Cairn node, if it cannot.
+    pub fn why_not_skippable(self) -> Option<&'static str> {
+        match self {
+            Self::Etcd => Some(
+                "a Cairn control plane runs its own stacked etcd member; nothing else would start one",
+            ),
+            Self::ControlPlane => Some(
+                "the apiserver and controller manager run as node-agent services; nothing else would start them",
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for InitPhase {
+    type Err = InvalidValue;
+    fn from_str(value: &str) -> Result<Self, InvalidValue> {
+        if let Some((top, _)) = value.split_once('/') {
+            // kubeadm also selects sub-phases (`certs/apiserver`); here the
+            // top-level phase is the unit.
+            return Err(invalid(format!(
+                "{value:?} is a sub-phase; only whole phases are skipped (e.g. {top:?})"
+            )));
+        }
+        Self::ALL
+            .into_iter()
+            .find(|phase| phase.name() == value)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|p| p.name()).collect();
+                invalid(format!(
+                    "{value:?} is not an init phase; expected one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+impl fmt::Display for InitPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+string_conversions!(InitPhase);
+
 /// An address assigned to an interface, with its prefix length:
 /// `10.0.0.11/24`, `fd00::11/64`. Unlike a [`cairn_pki::Cidr`] the host bits
 /// are the point: they are this node's address.

@@ -25,8 +25,8 @@ use crate::model::{
 };
 use crate::raw::{RawCluster, RawContainerd, RawJoin, RawKernel, RawMachineConfig, RawNode};
 use crate::types::{
-    CaBundle, CaCertHash, ClusterName, ImageReference, InterfaceAddress, InterfaceName, LabelKey,
-    LabelValue, NodeRole, RegistryHost, Snapshotter, TaintEffect,
+    CaBundle, CaCertHash, ClusterName, ImageReference, InitPhase, InterfaceAddress, InterfaceName,
+    LabelKey, LabelValue, NodeRole, RegistryHost, Snapshotter, TaintEffect,
 };
 
 /// The resolver reads at most this many `nameserver` lines (glibc MAXNS).
@@ -91,6 +91,21 @@ pub(super) fn build(raw: &RawMachineConfig) -> Result<MachineConfig, Vec<Problem
     };
 
     check_roles_and_sections(&mut checker, raw, role);
+    if raw.join.is_some()
+        && let Some(cluster) = &cluster
+        && let Some(phase) = cluster
+            .skip_phases
+            .iter()
+            .find(|phase| **phase != InitPhase::Preflight)
+    {
+        checker.report(
+            "cluster.skip-phases",
+            format!(
+                "{:?} is an init phase; a joining node may skip \"preflight\" only",
+                phase.name()
+            ),
+        );
+    }
     check_endpoints(&mut checker, cluster.as_ref(), join.as_ref());
     if let Some(node) = &node {
         check_vip_against_node(&mut checker, cluster.as_ref(), node);
@@ -274,7 +289,31 @@ fn check_cluster(checker: &mut Checker, raw: &RawCluster) -> ClusterConfig {
             raw.certificate_key.as_ref(),
         ),
         vip,
+        skip_phases: check_skip_phases(checker, &raw.skip_phases),
     }
+}
+
+fn check_skip_phases(checker: &mut Checker, raw: &[String]) -> Vec<InitPhase> {
+    const KEY: &str = "cluster.skip-phases";
+    let mut phases: Vec<InitPhase> = checker.parse_list(KEY, raw);
+    for phase in &phases {
+        if let Some(why) = phase.why_not_skippable() {
+            checker.report(
+                KEY,
+                format!("{phase:?} cannot be skipped: {why}", phase = phase.name()),
+            );
+        }
+    }
+    let certs = phases.contains(&InitPhase::Certs);
+    if certs != phases.contains(&InitPhase::Kubeconfig) {
+        checker.report(
+            KEY,
+            "\"certs\" and \"kubeconfig\" are one step on a Cairn node (the kubeconfigs embed the certificates): skip both or neither",
+        );
+    }
+    phases.sort();
+    phases.dedup();
+    phases
 }
 
 fn check_node(checker: &mut Checker, raw: &RawNode) -> Option<NodeConfig> {

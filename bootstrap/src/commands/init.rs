@@ -259,6 +259,7 @@ pub fn init_config(
             token: Some(token.clone()),
             certificate_key: certificate_key.cloned(),
             vip: vip_config(&args.vip),
+            skip_phases: args.skip_phases.clone(),
         }),
         node: node_config(&args.network, args.role),
         kernel: KernelConfig::default(),
@@ -342,6 +343,7 @@ fn flag_for_key(key: &str) -> &str {
         ),
         ("cluster.token", "--token"),
         ("cluster.certificate-key", "--certificate-key"),
+        ("cluster.skip-phases", "--skip-phases"),
         ("join.endpoint", "ENDPOINT"),
         ("join.token", "--token"),
         (

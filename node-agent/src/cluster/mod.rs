@@ -35,7 +35,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_config::{ClusterAction, MachineConfig};
+use cairn_config::{ClusterAction, InitPhase, MachineConfig};
 use cairn_pki::NodeName;
 
 use crate::services::readiness::Readiness;
@@ -72,6 +72,16 @@ impl Context {
             phase.clone_into(&mut status.phase);
             status.error = None;
         });
+    }
+
+    /// Whether `phase` runs; a phase in `cluster.skip-phases` is announced
+    /// as skipped instead.
+    pub(crate) fn runs(&self, phase: InitPhase) -> bool {
+        let runs = self.config.cluster.as_ref().is_none_or(|c| c.runs(phase));
+        if !runs {
+            self.say(&format!("[{phase}] skipped (cluster.skip-phases)"));
+        }
+        runs
     }
 
     fn failed(&self, phase: &str, error: &str) {
@@ -147,8 +157,12 @@ fn init(context: &Context) {
     });
 
     preflight(context);
-    context.phase("certs");
-    retry(context, "certs", || certs(context, &plan));
+    if context.runs(InitPhase::Certs) {
+        context.phase("certs");
+        retry(context, "certs", || certs(context, &plan));
+    } else {
+        retry(context, "certs", provided_pki_is_present);
+    }
 
     context.phase("etcd");
     let etcd = plan.etcd(&[plan.etcd_member()], EtcdClusterState::New);
@@ -184,7 +198,7 @@ fn start_control_plane_services(context: &Context, plan: &ControlPlanePlan) {
             Readiness::Immediate,
         ),
     );
-    if let Some(vip) = plan.vip_manager() {
+    if let Some(vip) = plan.vip_manager().filter(|_| context.runs(InitPhase::Vip)) {
         add_service(
             context,
             service(
@@ -242,6 +256,9 @@ fn watch_vip(outer: &Context) {
 /// `preflight` before a control plane starts anything; errors are retried
 /// (a busy port may free up, NTP may fix the clock), warnings printed.
 fn preflight(context: &Context) {
+    if !context.runs(InitPhase::Preflight) {
+        return;
+    }
     context.phase("preflight");
     let binaries = [plan::ETCD_BINARY, plan::CONTROL_PLANE_BINARY];
     retry(context, "preflight", || {
@@ -267,6 +284,42 @@ fn certs(context: &Context, plan: &ControlPlanePlan) -> Result<(), String> {
         context.say(line);
     }
     Ok(())
+}
+
+/// Files the later phases read, which must be on STATE already when
+/// `certs` and `kubeconfig` are skipped.
+const PROVIDED_PKI_FILES: [&str; 8] = [
+    "pki/ca.crt",
+    "pki/apiserver.crt",
+    "pki/apiserver-etcd-client.crt",
+    "pki/etcd/ca.crt",
+    "pki/etcd/server.crt",
+    "pki/sa.key",
+    "admin.conf",
+    "controller-manager.conf",
+];
+
+/// With `certs` and `kubeconfig` skipped the PKI is provided, not made:
+/// say which file is missing rather than fail later in etcd or the
+/// apiserver.
+fn provided_pki_is_present() -> Result<(), String> {
+    link_kubernetes_dir()?;
+    let dir = Path::new(plan::KUBERNETES_DIR);
+    let missing: Vec<String> = PROVIDED_PKI_FILES
+        .iter()
+        .map(|file| dir.join(file))
+        .filter(|path| !path.exists())
+        .map(|path| path.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "certs and kubeconfig are skipped but the PKI is incomplete: missing {}; put it on STATE under {} or stop skipping them",
+            missing.join(", "),
+            plan::KUBERNETES_STATE_DIR
+        ))
+    }
 }
 
 /// `/etc/kubernetes` → `/var/lib/cairn/kubernetes`: `/etc` is a tmpfs

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use cairn_cluster::client::{Credentials, KubeClient, ListParams, ServerTrust};
 use cairn_cluster::discovery::ClusterInfo;
 use cairn_cluster::node::{Heartbeat, NodeRegistration};
-use cairn_config::{JoinConfig, NodeRole};
+use cairn_config::{InitPhase, JoinConfig, NodeRole};
 use cairn_pki::KubeconfigFile;
 use cairn_pki::kubeconfig::Kubeconfig;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -35,29 +35,42 @@ const CSR_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Everything after the control-plane services are ready.
 pub(super) fn after_control_plane(context: &Context, plan: &ControlPlanePlan) {
-    let admin = wait_control_plane(context, plan);
-    context.phase("upload-config");
-    retry(context, "upload-config", || upload_config(&admin, plan));
+    let admin = if context.runs(InitPhase::WaitControlPlane) {
+        wait_control_plane(context, plan)
+    } else {
+        retry(context, "upload-config", || {
+            local_client(plan, KubeconfigFile::SuperAdmin)
+        })
+    };
+    if context.runs(InitPhase::UploadConfig) {
+        context.phase("upload-config");
+        retry(context, "upload-config", || upload_config(&admin, plan));
+    }
     if let Some(key) = context
         .config
         .cluster
         .as_ref()
         .and_then(|c| c.certificate_key.clone())
+        && context.runs(InitPhase::UploadCerts)
     {
         context.phase("upload-certs");
         retry(context, "upload-certs", || {
             super::control_plane::upload_certs(&admin, plan, &key)
         });
     }
-    context.phase("cluster-info");
-    retry(context, "cluster-info", || cluster_info(&admin, plan));
-    context.phase("bootstrap-token");
-    retry(context, "bootstrap-token", || bootstrap_token(&admin, plan));
-    context.say(&format!(
-        "join workers with: bootstrap join {} --token <token> --discovery-token-ca-cert-hash {}",
-        plan.endpoint_url().trim_start_matches("https://"),
-        ca_hash(plan).unwrap_or_else(|e| format!("<{e}>"))
-    ));
+    if context.runs(InitPhase::BootstrapToken) {
+        context.phase("cluster-info");
+        retry(context, "cluster-info", || cluster_info(&admin, plan));
+        context.phase("bootstrap-token");
+        retry(context, "bootstrap-token", || bootstrap_token(&admin, plan));
+    }
+    if context.runs(InitPhase::ShowJoinCommand) {
+        context.say(&format!(
+            "join workers with: bootstrap join {} --token <token> --discovery-token-ca-cert-hash {}",
+            plan.endpoint_url().trim_start_matches("https://"),
+            ca_hash(plan).unwrap_or_else(|e| format!("<{e}>"))
+        ));
+    }
     register_local(context, plan);
 }
 
@@ -431,7 +444,7 @@ fn registration(context: &Context) -> NodeRegistration {
         super::host::resources(),
         super::host::system_info(context),
     );
-    if node.role == NodeRole::ControlPlane {
+    if node.role == NodeRole::ControlPlane && context.runs(InitPhase::MarkControlPlane) {
         registration = registration.control_plane();
     }
     registration.labels.extend(
