@@ -63,6 +63,49 @@ pub enum Command {
     /// [cluster.vip] for a control plane with --vip) and prints, writes or
     /// applies it like `bootstrap init`. The node then joins by itself.
     Join(JoinArgs),
+    /// Tear a node down (kubeadm reset, talosctl reset): it leaves the
+    /// cluster, wipes its STATE partition and reboots.
+    ///
+    /// Graceful (the default): the VIP manager stops and releases the VIP,
+    /// the Node object is deleted, and a control plane leaves etcd, which
+    /// is refused (nothing changes) when the remaining members could lose
+    /// quorum. Then STATE (machine config, PKI, etcd data, machine-id) is
+    /// wiped and the node reboots; it comes back in maintenance mode, or
+    /// with the config its cairn.config= URL, cidata drive or image gives.
+    /// Authenticates with a client certificate the node trusts: the
+    /// cluster's admin kubeconfig, or --client-cert/--client-key issued by
+    /// the config's [api] client-ca.
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The node's API, HOST[:PORT] (port 50000 unless given)
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub node: String,
+    /// The node API certificate's fingerprint, as its console shows it
+    /// (sha256:<64 hex>)
+    #[arg(long, value_name = "SHA256", value_parser = parse_fingerprint)]
+    pub fingerprint: String,
+    /// A kubeconfig whose client certificate the node trusts, e.g. the
+    /// cluster's admin.conf
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["client_cert", "client_key"],
+          required_unless_present = "client_cert")]
+    pub kubeconfig: Option<PathBuf>,
+    /// A client certificate (PEM) issued by the node's [api] client-ca or
+    /// the cluster CA
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// Leave the cluster first (VIP, Node object, etcd membership); with
+    /// false the node is wiped as it stands
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub graceful: bool,
+    /// Power off after the wipe instead of rebooting
+    #[arg(long)]
+    pub poweroff: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,6 +330,13 @@ pub enum QemuApiCall {
     Reboot,
     /// Power the node off
     Shutdown,
+    /// Reset the node: leave the cluster, wipe STATE, reboot (see
+    /// `bootstrap reset`)
+    Reset {
+        /// Wipe without leaving the cluster first
+        #[arg(long)]
+        no_graceful: bool,
+    },
 }
 
 #[derive(Debug, Args)]

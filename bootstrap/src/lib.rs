@@ -25,5 +25,6 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), BootstrapError> {
         cli::Command::Qemu(qemu) => commands::qemu::run(qemu, out),
         cli::Command::Init(init) => commands::init::run(init, out),
         cli::Command::Join(join) => commands::join::run(join, out),
+        cli::Command::Reset(reset) => commands::reset::run(reset, out),
     }
 }

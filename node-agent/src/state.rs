@@ -43,6 +43,23 @@ pub fn has_ext4(device: &mut impl Read) -> bool {
     device.read_exact(&mut head).is_ok() && head[1080] == 0x53 && head[1081] == 0xEF
 }
 
+/// How much of STATE's start a reset overwrites: the ext4 superblock sits
+/// at 1 KiB; the first MiB also covers any other filesystem signature.
+const WIPE_BYTES: usize = 1024 * 1024;
+
+/// Zeroes the first MiB of `device` (or all of it when smaller) and
+/// flushes it; returns the bytes written. [`has_ext4`] is false afterwards.
+pub fn wipe_start(device: &Path) -> std::io::Result<usize> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new().write(true).open(device)?;
+    let size = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(0))?;
+    let length = usize::try_from(size).map_or(WIPE_BYTES, |size| size.min(WIPE_BYTES));
+    file.write_all(&vec![0u8; length])?;
+    file.sync_all()?;
+    Ok(length)
+}
+
 /// What happened to STATE on this boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateOutcome {
@@ -217,6 +234,32 @@ mod tests {
         assert_eq!(find_partition(sys.path()).as_deref(), Some("vda2"));
         std::fs::remove_dir_all(sys.path().join("vda2")).expect("rm");
         assert_eq!(find_partition(sys.path()), None);
+    }
+
+    #[test]
+    fn a_wiped_partition_has_no_filesystem_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let device = dir.path().join("vda2");
+        let mut image = vec![0xAAu8; 3 * 1024 * 1024];
+        image[1080] = 0x53;
+        image[1081] = 0xEF;
+        std::fs::write(&device, &image).expect("write image");
+        assert!(has_ext4(&mut std::fs::File::open(&device).expect("open")));
+
+        assert_eq!(wipe_start(&device).expect("wipe"), 1024 * 1024);
+        let after = std::fs::read(&device).expect("read");
+        assert!(!has_ext4(&mut after.as_slice()));
+        assert!(after[..1024 * 1024].iter().all(|b| *b == 0));
+        assert!(
+            after[1024 * 1024..].iter().all(|b| *b == 0xAA),
+            "only the start is touched"
+        );
+        assert_eq!(after.len(), image.len());
+
+        let small = dir.path().join("small");
+        std::fs::write(&small, [1u8; 4096]).expect("write small");
+        assert_eq!(wipe_start(&small).expect("wipe small"), 4096);
+        assert_eq!(std::fs::metadata(&small).expect("metadata").len(), 4096);
     }
 
     #[test]

@@ -20,7 +20,10 @@ use serde::de::DeserializeOwned;
 use crate::http::{self, ParsedResponse};
 use crate::identity::certificate_fingerprint;
 use crate::key::MaintenanceKey;
-use crate::protocol::{ErrorBody, NodeStatus, RunContainerRequest, RunContainerResponse, paths};
+use crate::protocol::{
+    ErrorBody, NodeStatus, ResetRequest, ResetResponse, RunContainerRequest, RunContainerResponse,
+    paths,
+};
 
 /// Largest response body the client accepts.
 const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
@@ -436,6 +439,23 @@ impl NodeClient {
     /// `POST /v1/shutdown`.
     pub fn shutdown(&self) -> Result<(), ClientError> {
         self.post_empty(paths::SHUTDOWN)
+    }
+
+    /// `POST /v1/reset`: the node leaves the cluster (when graceful), then
+    /// wipes STATE and restarts once it has answered.
+    pub fn reset(&self, reset: &ResetRequest) -> Result<ResetResponse, ClientError> {
+        let request = format!("POST {}", paths::RESET);
+        let body = serde_json::to_vec(reset).map_err(|e| ClientError::InvalidResponse {
+            address: self.address,
+            request: request.clone(),
+            reason: format!("cannot encode the request: {e}"),
+        })?;
+        // Leaving etcd and deleting the Node may take a while under
+        // emulation.
+        let wait = self.io_timeout.max(Duration::from_secs(90));
+        let response = self.call("POST", paths::RESET, Some("application/json"), &body, wait)?;
+        self.expect(&request, &response, 202)?;
+        self.decode(&request, &response)
     }
 
     /// `POST /v1/containers/run`; waits up to the request's timeout plus

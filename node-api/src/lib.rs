@@ -31,6 +31,7 @@
 //! | `GET /v1/logs/{service}?lines=N` | 200 text, 404 unknown service | no |
 //! | `GET /v1/read?path=/abs` | 200 bytes (at most 1 MiB, else 413) | no |
 //! | `POST /v1/reboot`, `POST /v1/shutdown` | 202 | no |
+//! | `POST /v1/reset` ([`ResetRequest`]) | 202 [`ResetResponse`] after leaving the cluster; 409 when leaving is refused; then STATE is wiped and the node restarts | no |
 //! | `POST /v1/containers/run` ([`RunContainerRequest`]) | 200 [`RunContainerResponse`] | no |
 //!
 //! Errors have the body [`ErrorBody`]: `{"error": "...", "problems": [...]}`.
@@ -101,7 +102,8 @@ pub use identity::{
 pub use key::{MaintenanceKey, MaintenanceKeyError};
 pub use protocol::{
     ApplyConfigResponse, BootTimings, ClusterStatus, ErrorBody, NodeState, NodeStatus,
-    RunContainerRequest, RunContainerResponse, ServiceState, ServiceStatus, Versions,
+    ResetRequest, ResetResponse, RunContainerRequest, RunContainerResponse, ServiceState,
+    ServiceStatus, Versions,
 };
 pub use server::{
     ApiError, ApiEvent, ApiServer, ApiServerHandle, Caller, DEFAULT_LOG_LINES, MAX_LOG_LINES,

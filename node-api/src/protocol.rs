@@ -178,6 +178,36 @@ pub struct RunContainerResponse {
     pub stderr: String,
 }
 
+/// Body of `POST /v1/reset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResetRequest {
+    /// Leave the cluster first: release the VIP, leave etcd (refused when
+    /// that would cost etcd its quorum), delete the Node object. Without
+    /// it the node is wiped as it is, like a disk swap.
+    pub graceful: bool,
+    /// Reboot after wiping STATE (else power off).
+    pub reboot: bool,
+}
+
+impl Default for ResetRequest {
+    fn default() -> Self {
+        Self {
+            graceful: true,
+            reboot: true,
+        }
+    }
+}
+
+/// Answer of `POST /v1/reset` (202): what leaving the cluster did; STATE
+/// is wiped and the node restarts once the answer is out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ResetResponse {
+    /// One line per step taken, in order.
+    pub steps: Vec<String>,
+}
+
 /// Answer of `POST /v1/config` (202 when applied, 422 with problems).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -212,6 +242,8 @@ pub mod paths {
     pub const REBOOT: &str = "/v1/reboot";
     /// `POST`: power off.
     pub const SHUTDOWN: &str = "/v1/shutdown";
+    /// `POST`: [`super::ResetRequest`].
+    pub const RESET: &str = "/v1/reset";
     /// `POST`: [`super::RunContainerRequest`].
     pub const CONTAINERS_RUN: &str = "/v1/containers/run";
 }

@@ -22,7 +22,8 @@ use crate::http::{self, Limits, ReadError, Request, Response};
 use crate::identity::ServerIdentity;
 use crate::key::MaintenanceKey;
 use crate::protocol::{
-    ApplyConfigResponse, ErrorBody, NodeStatus, RunContainerRequest, RunContainerResponse, paths,
+    ApplyConfigResponse, ErrorBody, NodeStatus, ResetRequest, ResetResponse, RunContainerRequest,
+    RunContainerResponse, paths,
 };
 
 /// Default number of log lines when `?lines=` is absent.
@@ -187,6 +188,21 @@ pub trait NodeService: Send + Sync {
 
     /// `POST /v1/shutdown`: called after the 202 answer went out.
     fn shutdown(&self, caller: &Caller);
+
+    /// `POST /v1/reset`, first part: leave the cluster when
+    /// `request.graceful` (an error refuses the reset and changes nothing
+    /// more); the answer lists the steps. The wipe follows in
+    /// [`Self::reset_finish`] once the 202 answer went out.
+    fn reset(&self, caller: &Caller, request: &ResetRequest) -> Result<ResetResponse, ApiError> {
+        let _ = (caller, request);
+        Err(ApiError::new(501, "this node cannot be reset"))
+    }
+
+    /// `POST /v1/reset`, second part: wipe STATE and reboot or power off;
+    /// called after the 202 answer went out.
+    fn reset_finish(&self, caller: &Caller, request: &ResetRequest) {
+        let _ = (caller, request);
+    }
 
     /// `POST /v1/containers/run`: run a container to completion.
     fn run_container(
@@ -646,6 +662,7 @@ fn serve_connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         match action {
             After::Reboot => shared.service.reboot(caller),
             After::Shutdown => shared.service.shutdown(caller),
+            After::Reset(request) => shared.service.reset_finish(caller, &request),
         }
     }
 }
@@ -668,10 +685,11 @@ fn linger(mut tcp: TcpStream) {
 }
 
 /// Work to do once the answer is out.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum After {
     Reboot,
     Shutdown,
+    Reset(ResetRequest),
 }
 
 enum Endpoint {
@@ -681,6 +699,7 @@ enum Endpoint {
     Config,
     Reboot,
     Shutdown,
+    Reset,
     RunContainer,
 }
 
@@ -703,6 +722,8 @@ fn route(method: &str, path: &str) -> Result<Endpoint, (ApiError, Option<&'stati
         (Endpoint::Reboot, "POST")
     } else if path == paths::SHUTDOWN {
         (Endpoint::Shutdown, "POST")
+    } else if path == paths::RESET {
+        (Endpoint::Reset, "POST")
     } else if path == paths::CONTAINERS_RUN {
         (Endpoint::RunContainer, "POST")
     } else {
@@ -815,6 +836,21 @@ fn dispatch(
             json_response(202, &serde_json::json!({"accepted": "shutdown"})),
             Some(After::Shutdown),
         ),
+        Endpoint::Reset => {
+            let parsed = if request.body.is_empty() {
+                Ok(ResetRequest::default())
+            } else {
+                serde_json::from_slice::<ResetRequest>(&request.body)
+                    .map_err(|e| ApiError::bad_request(format!("bad ResetRequest JSON: {e}")))
+            };
+            match parsed.and_then(|reset| {
+                let answer = service.reset(caller, &reset)?;
+                Ok((json_response(202, &answer)?, reset))
+            }) {
+                Ok((response, reset)) => (Ok(response), Some(After::Reset(reset))),
+                Err(error) => (Err(error), None),
+            }
+        }
         Endpoint::RunContainer => {
             let result = serde_json::from_slice::<RunContainerRequest>(&request.body)
                 .map_err(|e| ApiError::bad_request(format!("bad RunContainerRequest JSON: {e}")))

@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cairn_node_api::{
-    Caller, ClientError, Credentials, MaintenanceKey, NodeClient, RunContainerRequest,
-    ServerIdentity, ServerOptions, ServerTrust,
+    Caller, ClientError, Credentials, MaintenanceKey, NodeClient, ResetRequest,
+    RunContainerRequest, ServerIdentity, ServerOptions, ServerTrust,
 };
 use common::*;
 
@@ -267,6 +267,58 @@ fn anonymous_callers_get_401_everywhere() -> TestResult {
         requests
             .iter()
             .all(|(caller, _, _, status)| caller.is_none() && *status == 401)
+    );
+    Ok(())
+}
+
+#[test]
+fn reset_leaves_first_and_wipes_only_after_answering() -> TestResult {
+    let double = Double::new();
+    let server = start(&double);
+    let ca = Ca::new("cairn-admin-ca");
+    server.set_client_ca(Some(&ca.cert_pem()))?;
+    let client = pinned(&server, cert_credentials(&ca, "admin", &["system:masters"]));
+
+    let answer = client.reset(&ResetRequest::default())?;
+    assert_eq!(answer.steps, ["Node node-1 deleted"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let names: Vec<String> = double.calls().into_iter().map(|(n, _)| n).collect();
+        if names.len() >= 2 || Instant::now() > deadline {
+            assert_eq!(
+                names,
+                ["reset graceful=true", "reset_finish reboot=true"],
+                "leave, answer, then wipe"
+            );
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    // A refused leave answers 409 and never wipes.
+    let refused = client.reset(&ResetRequest {
+        graceful: true,
+        reboot: false,
+    });
+    expect_status(refused, 409, "refused reset");
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        !double
+            .calls()
+            .iter()
+            .any(|(n, _)| n == "reset_finish reboot=false"),
+        "a refused reset went on to wipe: {:?}",
+        double.calls()
+    );
+
+    // The maintenance key never resets.
+    let key = MaintenanceKey::generate()?;
+    server.set_maintenance_key(Some(key.clone()));
+    let keyed = pinned(&server, Credentials::MaintenanceKey(key));
+    expect_status(
+        keyed.reset(&ResetRequest::default()),
+        403,
+        "reset with the key",
     );
     Ok(())
 }

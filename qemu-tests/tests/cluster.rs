@@ -416,7 +416,75 @@ fn three_control_planes_and_a_worker_form_a_cluster_and_the_vip_fails_over() {
     ha.wait_member(&holder, Duration::from_secs(300));
     assert_eq!(ha.vip_holders().len(), 1, "one holder after reconnecting");
 
+    check_reset_and_rejoin(&mut ha);
+
     ha.lab.down().expect("lab down");
+}
+
+/// `reset` of a joined control plane (the VIP holder unless that is
+/// node-1, whose lab config would initialise a new cluster): it leaves
+/// etcd and deletes its Node before answering, wipes STATE, and with the
+/// lab's join config comes back as a member under the same name.
+fn check_reset_and_rejoin(ha: &mut Ha) {
+    let holder = ha.wait_single_holder(None, Duration::from_secs(60));
+    let target = if holder == "node-1" {
+        "node-2".to_owned()
+    } else {
+        holder.clone()
+    };
+    let witness = if target == "node-3" {
+        "node-2"
+    } else {
+        "node-3"
+    };
+    let mark = ha.lab.console_mark(&target).expect("console mark");
+    let answer = ha
+        .lab
+        .client(&target, Auth::Admin)
+        .expect("node API client")
+        .with_io_timeout(Duration::from_secs(120))
+        .reset(&cairn_node_api::ResetRequest::default())
+        .unwrap_or_else(|e| ha.fail(&format!("reset of {target}: {e}")));
+    eprintln!("reset of {target}: {:?}", answer.steps);
+    let said = answer.steps.join("\n");
+    for expected in [
+        format!("Node {target} deleted"),
+        "etcd: member".to_owned(),
+        "2 member(s) left".to_owned(),
+    ] {
+        assert!(
+            said.contains(&expected),
+            "expected a reset step containing {expected:?}, got:\n{said}"
+        );
+    }
+    let mut voters = ha.etcd_voters(witness);
+    voters.sort();
+    assert!(
+        !voters.contains(&target),
+        "{target} is still an etcd voter right after its reset: {voters:?}"
+    );
+    ha.lab
+        .wait_for_console_after(&target, mark, "wiped", Duration::from_secs(120))
+        .unwrap_or_else(|e| ha.fail(&format!("{target} did not wipe STATE: {e}")));
+    ha.lab
+        .wait_for_console_after(&target, mark, "formatted", Duration::from_secs(300))
+        .unwrap_or_else(|e| ha.fail(&format!("{target} did not format a fresh STATE: {e}")));
+    ha.wait_member(&target, Duration::from_secs(600));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let mut voters = ha.etcd_voters(witness);
+        voters.sort();
+        if voters == ["node-1", "node-2", "node-3"] {
+            break;
+        }
+        if Instant::now() > deadline {
+            ha.fail(&format!(
+                "{target} did not rejoin etcd after its reset: voters {voters:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(ha.vip_holders().len(), 1, "one VIP holder after the reset");
 }
 
 /// Joins with bad material, through the VIP endpoint a node uses.

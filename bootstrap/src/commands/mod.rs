@@ -5,4 +5,5 @@ pub mod image;
 pub mod init;
 pub mod join;
 pub mod qemu;
+pub mod reset;
 pub mod token;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use cairn_images::build::{self, BuildOptions, PackageSource};
 use cairn_images::fetch::cache;
-use cairn_node_api::RunContainerRequest;
+use cairn_node_api::{ResetRequest, RunContainerRequest};
 use cairn_qemu_tests::lab::{
     self, AdminCredentials, BootMode, LabState, control, procs,
     ready::{self, Auth},
@@ -679,6 +679,15 @@ fn api(args: QemuApiArgs, out: &mut dyn Write) -> Result<(), BootstrapError> {
         QemuApiCall::Shutdown => {
             client(Auth::Admin)?.shutdown()?;
             writeln!(out, "{}: powering off", node.name)?;
+        }
+        QemuApiCall::Reset { no_graceful } => {
+            let answer = client(Auth::Admin)?
+                .with_io_timeout(Duration::from_secs(120))
+                .reset(&ResetRequest {
+                    graceful: !no_graceful,
+                    reboot: true,
+                })?;
+            super::reset::print_steps(out, &node.name, &answer)?;
         }
     }
     Ok(())

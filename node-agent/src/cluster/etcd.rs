@@ -1,5 +1,6 @@
-//! etcd membership for a joining control-plane node, through etcd's JSON
-//! gateway on the client port (`POST /v3/cluster/member/list|add|promote`)
+//! etcd membership for a joining or leaving control-plane node, through
+//! etcd's JSON gateway on the client port
+//! (`POST /v3/cluster/member/list|add|promote|remove`)
 //! with the node's own `apiserver-etcd-client` certificate, so node-agent
 //! needs no gRPC stack.
 //!
@@ -105,11 +106,40 @@ impl EtcdMembership {
         Ok((member, answer.members))
     }
 
+    /// Removes a member; etcd refuses when the rest could not keep quorum.
+    pub fn remove(&self, id: &str) -> Result<Vec<Member>, String> {
+        Ok(self
+            .call("remove", &serde_json::json!({ "ID": id }))?
+            .members)
+    }
+
     /// Makes a learner a voting member; etcd refuses while it lags.
     pub fn promote(&self, id: &str) -> Result<(), String> {
         self.call("promote", &serde_json::json!({ "ID": id }))
             .map(|_| ())
     }
+}
+
+/// Refuses to remove `own_name` when the members left behind could not
+/// keep quorum: every other voter must have started (a voter that never
+/// started counts against quorum but cannot vote).
+pub fn check_quorum_for_leave(members: &[Member], own_name: &str) -> Result<(), String> {
+    let others: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.name != own_name && !m.is_learner)
+        .collect();
+    let never_started: Vec<String> = others
+        .iter()
+        .filter(|m| m.name.is_empty())
+        .map(|m| m.peer_urls.join(","))
+        .collect();
+    if !never_started.is_empty() {
+        return Err(format!(
+            "etcd voting member(s) {} never started; without this member the rest could lose quorum (remove the stuck member first, or reset with graceful = false)",
+            never_started.join("; ")
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a join that etcd could not absorb: a voting member that never
@@ -206,5 +236,22 @@ mod tests {
         .members;
         let error = check_quorum_for_join(&members, "https://10.5.0.12:2380").expect_err("refused");
         assert!(error.contains("10.5.0.13"), "{error}");
+    }
+
+    #[test]
+    fn leaving_is_refused_while_another_voter_never_started() {
+        let members = parse(
+            r#"{"members":[
+                {"ID":"10","name":"node-1","peerURLs":["https://10.5.0.11:2380"]},
+                {"ID":"11","name":"node-2","peerURLs":["https://10.5.0.12:2380"]},
+                {"ID":"12","peerURLs":["https://10.5.0.13:2380"]}]}"#,
+        )
+        .members;
+        let error = check_quorum_for_leave(&members, "node-2").expect_err("refused");
+        assert!(
+            error.contains("10.5.0.13") && error.contains("graceful"),
+            "{error}"
+        );
+        assert!(check_quorum_for_leave(&members[..2], "node-2").is_ok());
     }
 }

@@ -202,7 +202,7 @@ fn local_client(plan: &ControlPlanePlan, file: KubeconfigFile) -> Result<KubeCli
 
 /// The credentials and CA of the kubeconfig at `path`, used against
 /// `server` instead of the one it names.
-fn kubeconfig_client(path: &Path, server: &str) -> Result<KubeClient, String> {
+pub(super) fn kubeconfig_client(path: &Path, server: &str) -> Result<KubeClient, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let creds = Kubeconfig::parse(&text)

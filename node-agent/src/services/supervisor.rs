@@ -244,6 +244,33 @@ impl Supervisor {
         })
     }
 
+    /// Stops one service for good (it is not restarted); services that
+    /// depend on it are left alone. SIGTERM, then SIGKILL after its
+    /// `stop_timeout`, all within `timeout`.
+    pub fn stop(&self, name: &str, timeout: Duration) -> Result<(), ServiceError> {
+        let deadline = Instant::now() + timeout;
+        {
+            let mut table = self.shared.lock();
+            let started = table.started;
+            let entry = table
+                .services
+                .get_mut(name)
+                .ok_or_else(|| ServiceError::UnknownService(name.to_owned()))?;
+            entry.stopping = true;
+            if !started {
+                entry.status.state = ServiceState::Stopped;
+            }
+            self.shared.changed.notify_all();
+        }
+        if runner::stop(&self.shared, name, deadline) {
+            Ok(())
+        } else {
+            Err(ServiceError::StopTimeout {
+                services: vec![name.to_owned()],
+            })
+        }
+    }
+
     /// Stops every service, dependents before their dependencies: SIGTERM,
     /// then SIGKILL to the process group after the service's
     /// `stop_timeout`; all within `timeout`. Services are not restarted

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use cairn_config::MachineConfig;
 use cairn_node_api::{
-    ApiError, BootTimings, Caller, ClusterStatus, NodeService, NodeState, NodeStatus,
-    RunContainerRequest, RunContainerResponse, Versions,
+    ApiError, BootTimings, Caller, ClusterStatus, NodeService, NodeState, NodeStatus, ResetRequest,
+    ResetResponse, RunContainerRequest, RunContainerResponse, Versions,
 };
 
 use super::console::Console;
@@ -275,6 +275,34 @@ impl NodeService for Agent {
         self.send(Event::PowerOff(format!(
             "requested through the node API by {caller}"
         )));
+    }
+
+    fn reset(&self, caller: &Caller, request: &ResetRequest) -> Result<ResetResponse, ApiError> {
+        self.console.line(&format!(
+            "reset requested through the node API by {caller} (graceful: {})",
+            request.graceful
+        ));
+        if !request.graceful {
+            return Ok(ResetResponse {
+                steps: vec!["not graceful: the cluster is left as it is".to_owned()],
+            });
+        }
+        let (hostname, _) = self.identity();
+        let steps = crate::cluster::reset::leave(&self.supervisor, &hostname).map_err(|error| {
+            self.console.line(&format!("reset refused: {error}"));
+            ApiError::new(409, format!("reset refused: {error}"))
+        })?;
+        for step in &steps {
+            self.console.line(&format!("reset: {step}"));
+        }
+        Ok(ResetResponse { steps })
+    }
+
+    fn reset_finish(&self, caller: &Caller, request: &ResetRequest) {
+        self.send(Event::Reset {
+            reboot: request.reboot,
+            why: format!("reset through the node API by {caller}"),
+        });
     }
 
     fn run_container(

@@ -76,6 +76,11 @@ pub enum Event {
     ApplyConfig(Box<MachineConfig>, String),
     Reboot(String),
     PowerOff(String),
+    /// Wipe STATE, then reboot or power off.
+    Reset {
+        reboot: bool,
+        why: String,
+    },
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory,
@@ -570,8 +575,11 @@ fn maintenance(
                 console.line(&format!("machine config accepted from {source}"));
                 return (*config, source);
             }
-            Ok(Event::Reboot(why)) => finish(console, agent, None, true, &why),
-            Ok(Event::PowerOff(why)) => finish(console, agent, None, false, &why),
+            Ok(Event::Reboot(why)) => finish(console, agent, None, Ending::plain(true), &why),
+            Ok(Event::PowerOff(why)) => finish(console, agent, None, Ending::plain(false), &why),
+            Ok(Event::Reset { reboot, why }) => {
+                finish(console, agent, None, Ending::wiping(reboot), &why)
+            }
             Err(_) => std::thread::park(),
         }
     }
@@ -818,10 +826,45 @@ fn wait_for_end(
 ) -> ! {
     loop {
         match inbox.recv() {
-            Ok(Event::Reboot(why)) => finish(console, agent, Some(supervisor), true, &why),
-            Ok(Event::PowerOff(why)) => finish(console, agent, Some(supervisor), false, &why),
+            Ok(Event::Reboot(why)) => {
+                finish(console, agent, Some(supervisor), Ending::plain(true), &why)
+            }
+            Ok(Event::PowerOff(why)) => {
+                finish(console, agent, Some(supervisor), Ending::plain(false), &why)
+            }
+            Ok(Event::Reset { reboot, why }) => finish(
+                console,
+                agent,
+                Some(supervisor),
+                Ending::wiping(reboot),
+                &why,
+            ),
             Ok(Event::ApplyConfig(..)) => {}
             Err(_) => std::thread::park(),
+        }
+    }
+}
+
+/// How PID 1 ends.
+#[derive(Debug, Clone, Copy)]
+struct Ending {
+    reboot: bool,
+    /// Wipe STATE after unmounting it (reset).
+    wipe_state: bool,
+}
+
+impl Ending {
+    fn plain(reboot: bool) -> Self {
+        Self {
+            reboot,
+            wipe_state: false,
+        }
+    }
+
+    fn wiping(reboot: bool) -> Self {
+        Self {
+            reboot,
+            wipe_state: true,
         }
     }
 }
@@ -831,9 +874,10 @@ fn finish(
     console: &Console,
     agent: &Agent,
     supervisor: Option<&Supervisor>,
-    reboot: bool,
+    ending: Ending,
     why: &str,
 ) -> ! {
+    let reboot = ending.reboot;
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     agent.set_state(cairn_node_api::NodeState::ShuttingDown);
@@ -851,6 +895,9 @@ fn finish(
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     nix::unistd::sync();
     unmount_var(console);
+    if ending.wipe_state {
+        wipe_state(console);
+    }
     console.line(&format!("{verb} now"));
     console.flush();
     nix::unistd::sync();
@@ -863,6 +910,25 @@ fn finish(
     console.line(&format!("{verb} failed: {error:?}"));
     loop {
         std::thread::park();
+    }
+}
+
+/// Overwrites the start of the STATE partition, where ext4 keeps its
+/// superblock, so the next boot finds no filesystem and formats it afresh:
+/// machine config, PKI, etcd data and machine-id are gone.
+fn wipe_state(console: &Console) {
+    let Some(name) = crate::state::find_partition(Path::new("/sys/class/block")) else {
+        console.line("reset: no STATE partition (/var was in memory): nothing to wipe");
+        return;
+    };
+    let device = Path::new("/dev").join(&name);
+    match crate::state::wipe_start(&device) {
+        Ok(bytes) => console.line(&format!(
+            "reset: STATE {} wiped ({} KiB overwritten); it is formatted on the next boot",
+            device.display(),
+            bytes / 1024
+        )),
+        Err(error) => console.line(&format!("reset: wiping {}: {error}", device.display())),
     }
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use cairn_node_api::{
     ApiError, ApiEvent, ApiServer, ApiServerHandle, Caller, NodeService, NodeState, NodeStatus,
-    RunContainerRequest, RunContainerResponse, ServerIdentity, ServerOptions, ServiceState,
-    ServiceStatus,
+    ResetRequest, ResetResponse, RunContainerRequest, RunContainerResponse, ServerIdentity,
+    ServerOptions, ServiceState, ServiceStatus,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
@@ -207,6 +207,20 @@ impl NodeService for Double {
 
     fn shutdown(&self, caller: &Caller) {
         self.note("shutdown", caller);
+    }
+
+    fn reset(&self, caller: &Caller, request: &ResetRequest) -> Result<ResetResponse, ApiError> {
+        self.note(&format!("reset graceful={}", request.graceful), caller);
+        if !request.reboot {
+            return Err(ApiError::conflict("reset refused: etcd would lose quorum"));
+        }
+        Ok(ResetResponse {
+            steps: vec!["Node node-1 deleted".into()],
+        })
+    }
+
+    fn reset_finish(&self, caller: &Caller, request: &ResetRequest) {
+        self.note(&format!("reset_finish reboot={}", request.reboot), caller);
     }
 
     fn run_container(
