@@ -978,3 +978,45 @@ fn help_explains_the_verbs() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
+
+#[test]
+fn init_skip_phases_render_into_the_config_and_unsafe_ones_are_refused() {
+    let output = succeeds(&[
+        "init",
+        "--node-name",
+        "cp-1",
+        "--dhcp",
+        "--skip-phases",
+        "mark-control-plane,show-join-command",
+        "--print-config",
+    ]);
+    let config = parse(&stdout(&output));
+    let cluster = config.cluster.expect("[cluster]");
+    assert!(!cluster.runs(cairn_config::InitPhase::MarkControlPlane));
+    assert!(!cluster.runs(cairn_config::InitPhase::ShowJoinCommand));
+    assert!(cluster.runs(cairn_config::InitPhase::Etcd));
+
+    let refused = fails(&[
+        "init",
+        "--node-name",
+        "cp-1",
+        "--dhcp",
+        "--skip-phases",
+        "etcd",
+        "--print-config",
+    ]);
+    assert!(
+        refused.contains("--skip-phases") && refused.contains("stacked etcd"),
+        "expected the refusal to name --skip-phases and why etcd stays: {refused}"
+    );
+    let unknown = fails(&[
+        "init",
+        "--node-name",
+        "cp-1",
+        "--dhcp",
+        "--skip-phases",
+        "addon/kube-proxy",
+        "--print-config",
+    ]);
+    assert!(unknown.contains("sub-phase"), "{unknown}");
+}
