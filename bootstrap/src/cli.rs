@@ -568,6 +568,20 @@ pub struct RenewArgs {
     /// to a running control plane without re-initialising it
     #[arg(long, value_name = "SAN,...", value_delimiter = ',')]
     pub apiserver_cert_extra_sans: Vec<SubjectAltName>,
+    /// Renew on a running Cairn control plane through its node API instead
+    /// of in local directories: the SANs are added to the node's machine
+    /// config, the node reissues its apiserver certificate and restarts
+    /// its apiserver (HOST[:PORT], port 50000 unless given)
+    #[arg(long, value_name = "HOST[:PORT]", requires_all = ["fingerprint", "kubeconfig"])]
+    pub node: Option<String>,
+    /// With --node: the node API certificate's fingerprint, as its console
+    /// shows it
+    #[arg(long, value_name = "SHA256", requires = "node", value_parser = parse_fingerprint)]
+    pub fingerprint: Option<String>,
+    /// With --node: a kubeconfig whose client certificate the node trusts
+    /// (the cluster's admin.conf)
+    #[arg(long, value_name = "FILE", requires = "node")]
+    pub kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     pub dirs: DirsArgs,
 }

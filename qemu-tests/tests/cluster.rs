@@ -319,6 +319,7 @@ fn three_control_planes_and_a_worker_form_a_cluster_and_the_vip_fails_over() {
     );
 
     check_refused_joins(&ha);
+    check_live_apiserver_san(&ha, "node-2");
 
     // Kill the VIP holder: the API answers through the VIP again from
     // another node, with the data written before.
@@ -419,6 +420,65 @@ fn three_control_planes_and_a_worker_form_a_cluster_and_the_vip_fails_over() {
     check_reset_and_rejoin(&mut ha);
 
     ha.lab.down().expect("lab down");
+}
+
+/// A SAN added to a running control plane's config through its node API
+/// (what `bootstrap certs renew apiserver --node` does): the apiserver
+/// serves a certificate for the new name without re-init or reboot.
+fn check_live_apiserver_san(ha: &Ha, node: &str) {
+    const NAME: &str = "api.cairn.test";
+    let api = ha.lab.client(node, Auth::Admin).expect("node API client");
+    let text = String::from_utf8(
+        api.read("/var/lib/cairn/config.toml")
+            .unwrap_or_else(|e| ha.fail(&format!("reading {node}'s config: {e}"))),
+    )
+    .expect("UTF-8 config");
+    let mut config =
+        cairn_config::MachineConfig::parse(&text, "node config").expect("valid config");
+    config
+        .cluster
+        .get_or_insert_with(Default::default)
+        .apiserver_cert_extra_sans
+        .push(NAME.parse().expect("SAN"));
+    api.apply_config(&config.to_toml().expect("render"))
+        .unwrap_or_else(|e| ha.fail(&format!("applying a new SAN to running {node}: {e}")));
+    let forward = *ha
+        .lab
+        .node(node)
+        .expect("node")
+        .forwards
+        .get(&cairn_qemu_tests::lab::KUBE_PORT)
+        .expect("apiserver forward");
+    let creds = std::fs::read_to_string(&ha.kubeconfig)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            cairn_pki::kubeconfig::Kubeconfig::parse(&text)
+                .and_then(|k| k.current_credentials())
+                .map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|e| ha.fail(&format!("admin kubeconfig: {e}")));
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let answer = KubeClient::new(
+            &format!("https://{forward}"),
+            ServerTrust::CaPem(creds.ca_pem.clone().into_bytes()),
+            Credentials::ClientCertificate {
+                cert_pem: creds.client_cert_pem.clone().into_bytes(),
+                key_pem: creds.client_key_pem.clone().into_bytes(),
+            },
+        )
+        .and_then(|c| c.with_server_name(NAME))
+        .map_err(|e| e.to_string())
+        .and_then(|c| c.request("GET", "/readyz", None).map_err(|e| e.to_string()));
+        match answer {
+            Ok((200, _)) => break,
+            other if Instant::now() > deadline => ha.fail(&format!(
+                "{node}'s apiserver never served a certificate for {NAME}: last answer {other:?}"
+            )),
+            _ => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+    eprintln!("{node}: apiserver serves {NAME} after a live config change");
 }
 
 /// `reset` of a joined control plane (the VIP holder unless that is

@@ -26,6 +26,7 @@ pub fn run(command: CertsCommand, out: &mut dyn Write) -> Result<(), BootstrapEr
             write!(out, "{}", report.render())?;
             Ok(())
         }
+        CertsCommand::Renew(args) if args.node.is_some() => renew_on_node(&args, out),
         CertsCommand::Renew(args) => {
             let target = RenewTarget::parse(&args.name)?;
             let paths = PkiPaths::new(&args.dirs.cert.cert_dir, Some(args.dirs.kubeconfig_dir()));
@@ -113,6 +114,75 @@ fn run_generate(args: GenerateArgs, out: &mut dyn Write) -> Result<(), Bootstrap
         out,
         "\nCA certificate hash (--discovery-token-ca-cert-hash): {}",
         ca_hash(&paths.cert_dir)?
+    )?;
+    Ok(())
+}
+
+/// Where a Cairn node keeps the machine config it runs (on STATE).
+const NODE_CONFIG_PATH: &str = "/var/lib/cairn/config.toml";
+
+/// `certs renew apiserver --node`: adds the SANs to the node's machine
+/// config through its API; the node reissues the certificate and restarts
+/// its apiserver (node-agent's `cluster::reconfigure`).
+fn renew_on_node(args: &crate::cli::RenewArgs, out: &mut dyn Write) -> Result<(), BootstrapError> {
+    let invalid =
+        |flag: &'static str, message: String| BootstrapError::InvalidFlag { flag, message };
+    if !matches!(args.name.as_str(), "apiserver" | "all") {
+        return Err(invalid(
+            "--node",
+            format!(
+                "a Cairn node renews its other certificates itself; with --node, renew `apiserver` (got {:?})",
+                args.name
+            ),
+        ));
+    }
+    if args.apiserver_cert_extra_sans.is_empty() {
+        return Err(invalid(
+            "--apiserver-cert-extra-sans",
+            "with --node, give the SANs to add".to_owned(),
+        ));
+    }
+    let (Some(node), Some(fingerprint), Some(kubeconfig)) =
+        (&args.node, &args.fingerprint, &args.kubeconfig)
+    else {
+        return Err(invalid(
+            "--node",
+            "needs --fingerprint and --kubeconfig".to_owned(),
+        ));
+    };
+    let client = cairn_node_api::NodeClient::new(
+        super::init::node_api_address(node).as_str(),
+        cairn_node_api::ServerTrust::Fingerprint(fingerprint.clone()),
+        super::reset::kubeconfig_credentials(kubeconfig)?,
+    )?;
+    let text = String::from_utf8(client.read(NODE_CONFIG_PATH)?).map_err(|e| {
+        BootstrapError::Inspect(format!("{node}: {NODE_CONFIG_PATH} is not UTF-8: {e}"))
+    })?;
+    let mut config = cairn_config::MachineConfig::parse(&text, NODE_CONFIG_PATH)
+        .map_err(|e| BootstrapError::Inspect(format!("{node}: {e}")))?;
+    let cluster = config.cluster.get_or_insert_with(Default::default);
+    let mut added = Vec::new();
+    for san in &args.apiserver_cert_extra_sans {
+        if !cluster.apiserver_cert_extra_sans.contains(san) {
+            cluster.apiserver_cert_extra_sans.push(san.clone());
+            added.push(san.to_string());
+        }
+    }
+    if added.is_empty() {
+        writeln!(
+            out,
+            "{node}: the apiserver certificate already covers those SANs"
+        )?;
+        return Ok(());
+    }
+    let rendered = config
+        .to_toml()
+        .map_err(|e| BootstrapError::Inspect(format!("rendering the config: {e}")))?;
+    client.apply_config(&rendered)?;
+    writeln!(
+        out,
+        "{node}: apiserver certificate reissued with {} added; its apiserver restarts to serve it",
+        added.join(", ")
     )?;
     Ok(())
 }

@@ -39,24 +39,8 @@ pub fn print_steps(out: &mut dyn Write, node: &str, answer: &ResetResponse) -> s
 }
 
 fn credentials(args: &ResetArgs) -> Result<Credentials, BootstrapError> {
-    let read = |flag: &'static str, path: &Path| {
-        std::fs::read_to_string(path).map_err(|e| BootstrapError::InvalidFlag {
-            flag,
-            message: format!("cannot read {}: {e}", path.display()),
-        })
-    };
     if let Some(path) = &args.kubeconfig {
-        let text = read("--kubeconfig", path)?;
-        let creds = Kubeconfig::parse(&text)
-            .and_then(|k| k.current_credentials())
-            .map_err(|e| BootstrapError::InvalidFlag {
-                flag: "--kubeconfig",
-                message: format!("{}: {e}", path.display()),
-            })?;
-        return Ok(Credentials::ClientCert {
-            cert_pem: creds.client_cert_pem,
-            key_pem: creds.client_key_pem,
-        });
+        return kubeconfig_credentials(path);
     }
     match (&args.client_cert, &args.client_key) {
         (Some(cert), Some(key)) => Ok(Credentials::ClientCert {
@@ -68,4 +52,27 @@ fn credentials(args: &ResetArgs) -> Result<Credentials, BootstrapError> {
             message: "give --kubeconfig FILE or --client-cert FILE --client-key FILE".into(),
         }),
     }
+}
+
+fn read(flag: &'static str, path: &Path) -> Result<String, BootstrapError> {
+    std::fs::read_to_string(path).map_err(|e| BootstrapError::InvalidFlag {
+        flag,
+        message: format!("cannot read {}: {e}", path.display()),
+    })
+}
+
+/// The client certificate of a kubeconfig's current user, as node API
+/// credentials (a node trusts the cluster CA that signed it).
+pub fn kubeconfig_credentials(path: &Path) -> Result<Credentials, BootstrapError> {
+    let text = read("--kubeconfig", path)?;
+    let creds = Kubeconfig::parse(&text)
+        .and_then(|k| k.current_credentials())
+        .map_err(|e| BootstrapError::InvalidFlag {
+            flag: "--kubeconfig",
+            message: format!("{}: {e}", path.display()),
+        })?;
+    Ok(Credentials::ClientCert {
+        cert_pem: creds.client_cert_pem,
+        key_pem: creds.client_key_pem,
+    })
 }

@@ -160,7 +160,7 @@ pub(super) fn join(context: &Context) {
         context.failed("join", &error);
     }
     let cert_dir = Path::new(plan::KUBERNETES_DIR).join("pki");
-    let configuration_path = Path::new(plan::KUBERNETES_DIR).join("cluster-configuration.yaml");
+    let configuration_path = plan::joined_cluster_configuration_path();
     let joined_before = cert_dir.join("ca.key").is_file() && configuration_path.is_file();
 
     super::preflight(context);

@@ -29,6 +29,7 @@ pub mod lb;
 pub mod phases;
 pub mod plan;
 pub mod preflight;
+pub mod reconfigure;
 pub mod reset;
 
 use std::net::IpAddr;

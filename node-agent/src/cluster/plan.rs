@@ -28,6 +28,12 @@ pub const CONTROL_PLANE_BINARY: &str = "/usr/bin/control-plane";
 pub const ETCD_CLIENT_PORT: u16 = 2379;
 /// etcd's peer port.
 pub const ETCD_PEER_PORT: u16 = 2380;
+/// Where a joined control plane keeps the cluster's `ClusterConfiguration`
+/// (from `kubeadm-config`), on STATE.
+pub fn joined_cluster_configuration_path() -> PathBuf {
+    Path::new(KUBERNETES_DIR).join("cluster-configuration.yaml")
+}
+
 /// Where `control-plane vip` reports who holds the address.
 pub const VIP_STATUS_FILE: &str = "/run/cairn/vip.json";
 

@@ -244,6 +244,23 @@ impl Supervisor {
         })
     }
 
+    /// Restarts a running service: SIGTERM to its process, which the
+    /// service's restart policy then starts again (after its backoff).
+    pub fn restart(&self, name: &str) -> Result<(), ServiceError> {
+        let process = {
+            let table = self.shared.lock();
+            let entry = table
+                .services
+                .get(name)
+                .ok_or_else(|| ServiceError::UnknownService(name.to_owned()))?;
+            entry.process.clone()
+        };
+        if let Some(process) = process {
+            let _ = process.signal(nix::sys::signal::Signal::SIGTERM);
+        }
+        Ok(())
+    }
+
     /// Stops one service for good (it is not restarted); services that
     /// depend on it are left alone. SIGTERM, then SIGKILL after its
     /// `stop_timeout`, all within `timeout`.

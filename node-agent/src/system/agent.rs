@@ -45,6 +45,8 @@ pub struct Agent {
     events: Mutex<Sender<Event>>,
     facts: Mutex<NodeFacts>,
     containerd: Mutex<Option<ContainerdSettings>>,
+    /// The config the node runs, once applied; live changes compare to it.
+    running_config: Mutex<Option<MachineConfig>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -92,11 +94,59 @@ impl Agent {
             events: Mutex::new(events),
             facts: Mutex::new(facts),
             containerd: Mutex::new(None),
+            running_config: Mutex::new(None),
         }
     }
 
     fn send(&self, event: Event) {
         let _ = lock(&self.events).send(event);
+    }
+
+    /// Records the config the node runs.
+    pub fn set_running_config(&self, config: &MachineConfig) {
+        *lock(&self.running_config) = Some(config.clone());
+    }
+
+    /// A config sent to a running node: applied in place when only
+    /// live-changeable keys differ ([`crate::cluster::reconfigure`]),
+    /// refused with 409 otherwise.
+    fn apply_to_running_node(&self, config: MachineConfig, source: &str) -> Result<(), ApiError> {
+        use crate::cluster::reconfigure;
+        let Some(running) = lock(&self.running_config).clone() else {
+            return Err(ApiError::conflict(
+                "the node is applying its machine config; try again once it runs",
+            ));
+        };
+        let changes = reconfigure::live_changes(&running, &config).map_err(|keys| {
+            ApiError::conflict(format!(
+                "the node runs a machine config; only cluster.apiserver-cert-extra-sans can change while it runs, and [{}] differ: reset the node (`bootstrap reset`) to apply such a config",
+                keys.join(", ")
+            ))
+        })?;
+        if changes.is_empty() {
+            self.console
+                .line(&format!("machine config from {source}: unchanged"));
+            return Ok(());
+        }
+        let (hostname, address) = self.identity();
+        let node_name = hostname
+            .parse::<cairn_pki::NodeName>()
+            .map_err(|e| ApiError::conflict(format!("hostname {hostname:?}: {e}")))?;
+        let address =
+            address.ok_or_else(|| ApiError::conflict("the node has no address".to_owned()))?;
+        let steps = reconfigure::apply(&config, &changes, node_name, address, &self.supervisor)
+            .map_err(|e| {
+                self.console
+                    .line(&format!("machine config from {source} not applied: {e}"));
+                ApiError::internal(e)
+            })?;
+        self.console
+            .line(&format!("machine config from {source} applied in place:"));
+        for step in steps {
+            self.console.line(&format!("  {step}"));
+        }
+        *lock(&self.running_config) = Some(config);
+        Ok(())
     }
 
     pub fn set_state(&self, state: NodeState) {
@@ -245,9 +295,10 @@ impl NodeService for Agent {
     }
 
     fn apply_config(&self, caller: &Caller, toml: &str) -> Result<(), ApiError> {
-        if self.state() != NodeState::Maintenance {
-            return Err(ApiError::conflict(
-                "the node already runs a machine config; configs are applied through the API in maintenance mode",
+        let running = self.state() != NodeState::Maintenance;
+        if running && *caller == Caller::MaintenanceKey {
+            return Err(ApiError::forbidden(
+                "the node runs a machine config; changing it needs a client certificate",
             ));
         }
         let source = format!("node API ({caller})");
@@ -260,6 +311,9 @@ impl NodeService for Agent {
             }
             ApiError::invalid_config(problems)
         })?;
+        if running {
+            return self.apply_to_running_node(config, &source);
+        }
         self.set_state(NodeState::Configuring);
         self.send(Event::ApplyConfig(Box::new(config), source));
         Ok(())

@@ -197,6 +197,7 @@ pub fn run(out: Box<dyn Write + Send>) -> ! {
     agent.set_state(cairn_node_api::NodeState::Configuring);
     let _lease_keeper = configure_host(&console, &agent, &config, early_network);
     start_containerd(&console, &agent, &supervisor, &config);
+    agent.set_running_config(&config);
     start_cluster(&console, &agent, &supervisor, &config);
     agent.set_state(cairn_node_api::NodeState::Running);
     console.line(&format!(
