@@ -11,7 +11,9 @@
 //! controller manager starts and the test waits for the garbage
 //! collector's result: the foreground and background trees gone, the
 //! orphaned ReplicaSet kept without its owner reference; then kubectl's
-//! own wait on a foreground delete returns with the tree gone. A bound pod's
+//! own wait on a foreground delete returns with the tree gone, and a
+//! dependent with a live and a deleted owner only loses the reference to
+//! the deleted one. A bound pod's
 //! delete shows `Terminating` with `deletionGracePeriodSeconds`, and
 //! `--grace-period=0 --force` removes it. Every wait polls with a
 //! generous deadline and reports what it saw plus the logs.
@@ -348,6 +350,48 @@ spec:
     assert!(
         h.get("pod", "orph-pod").is_some(),
         "the orphaned RS's pod keeps its live owner"
+    );
+
+    // A dependent with two owners loses only the reference to the one
+    // that went: the other still holds it.
+    for owner in ["keeper", "leaver"] {
+        h.ok(&["create", "configmap", owner, "-n", NS]);
+    }
+    let (keeper_uid, leaver_uid) = (h.uid("configmap", "keeper"), h.uid("configmap", "leaver"));
+    h.create(
+        "two-owners.yaml",
+        &format!(
+            "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: two-owners
+  namespace: {NS}
+  ownerReferences:
+  - {{apiVersion: v1, kind: ConfigMap, name: leaver, uid: {leaver_uid}}}
+  - {{apiVersion: v1, kind: ConfigMap, name: keeper, uid: {keeper_uid}}}
+"
+        ),
+    );
+    h.ok(&["delete", "configmap", "leaver", "-n", NS]);
+    h.wait_for(
+        &manager,
+        "two-owners to keep only its reference to keeper",
+        |h| {
+            let dependent = h
+                .get("configmap", "two-owners")
+                .ok_or("two-owners was deleted although keeper holds it")?;
+            let owners: Vec<&str> = dependent["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["name"].as_str())
+                .collect();
+            if owners == ["keeper"] {
+                Ok(())
+            } else {
+                Err(format!("two-owners is owned by {owners:?}"))
+            }
+        },
     );
 
     // With the collector running, kubectl's own wait for a foreground

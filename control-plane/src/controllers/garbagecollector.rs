@@ -15,7 +15,9 @@
 //!    only loses its reference to this one. The finalizer is removed once
 //!    no dependent with `blockOwnerDeletion: true` is left.
 //! 3. **Dangling**: an object whose owners are all gone is deleted in the
-//!    background (or with the policy its own finalizers ask for).
+//!    background (or with the policy its own finalizers ask for); one
+//!    that still has a live owner only loses the references to the owners
+//!    that are gone (kube's "remove dangling references").
 //!
 //! The graph is a snapshot taken one resource at a time, so an owner
 //! created after its kind was listed may look absent: before deleting a
@@ -229,14 +231,13 @@ impl GarbageCollector {
                 self.delete_dependents_first(api, &graph, node, &mut progress);
             }
         }
-        for node in &graph.nodes {
-            let references = node.owner_references();
-            let all_absent = !references.is_empty()
-                && references
-                    .iter()
-                    .all(|r| !graph.by_uid.contains_key(r.uid.as_str()));
-            if all_absent && !node.being_deleted() {
-                self.collect_if_dangling(api, &graph, node, &mut progress);
+        for node in graph.nodes.iter().filter(|n| !n.being_deleted()) {
+            let some_owner_absent = node
+                .owner_references()
+                .iter()
+                .any(|r| !graph.by_uid.contains_key(r.uid.as_str()));
+            if some_owner_absent {
+                self.collect_or_release(api, &graph, node, &mut progress);
             }
         }
         match progress.first_error {
@@ -350,9 +351,10 @@ impl GarbageCollector {
         }
     }
 
-    /// Deletes `node` if, read again, every owner it names is confirmed
-    /// gone (404, or another uid under that name).
-    fn collect_if_dangling(
+    /// Reads `node` again and each owner it names: deletes it when every
+    /// owner is confirmed gone (404, or another uid under that name), else
+    /// removes the references to the owners that are gone.
+    fn collect_or_release(
         &mut self,
         api: &dyn ClusterApi,
         graph: &Graph,
@@ -360,17 +362,68 @@ impl GarbageCollector {
         progress: &mut Progress,
     ) {
         let what = describe(graph, node);
+        let Some(owners) = self.classify_owners(api, graph, node, progress) else {
+            return;
+        };
+        if owners.dangling.is_empty() {
+            return;
+        }
+        let gone = owners
+            .dangling
+            .iter()
+            .map(|r| format!("{}/{}", r.kind, r.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !owners.solid.is_empty() {
+            let dangling_uids: Vec<&str> = owners.dangling.iter().map(|r| r.uid.as_str()).collect();
+            match remove_owner_references(api, graph, node, &dangling_uids) {
+                Ok(()) => tracing::info!(
+                    controller = "garbagecollector",
+                    "{what}: removed the references to its owners {gone}, which are gone"
+                ),
+                Err(e) => self.fail(progress, &what, e),
+            }
+            return;
+        }
+        let propagation = propagation_for(&owners.latest, false);
+        match delete(api, graph, node, propagation) {
+            Ok(()) => {
+                progress.busy = true;
+                tracing::info!(
+                    controller = "garbagecollector",
+                    "deleted {what}: its owners {gone} are gone"
+                );
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => self.fail(progress, &what, e),
+        }
+    }
+
+    /// The owners of `node` as a fresh read sees them; `None` when nothing
+    /// may be decided now: the object is gone, replaced or being deleted,
+    /// an owner's kind is not served (it might exist), or a read failed.
+    fn classify_owners(
+        &mut self,
+        api: &dyn ClusterApi,
+        graph: &Graph,
+        node: &Node,
+        progress: &mut Progress,
+    ) -> Option<Owners> {
+        let what = describe(graph, node);
         let resource = graph.resource(node);
         let latest = match api.get_metadata(resource, node.namespace(), node.name()) {
             Ok(Some(latest)) if latest.uid.as_deref() == Some(node.uid()) => latest,
-            Ok(_) => return,
-            Err(e) => return self.fail(progress, &what, e),
+            Ok(_) => return None,
+            Err(e) => {
+                self.fail(progress, &what, e);
+                return None;
+            }
         };
-        let references = latest.owner_references.as_deref().unwrap_or_default();
-        if references.is_empty() || latest.deletion_timestamp.is_some() {
-            return;
+        if latest.deletion_timestamp.is_some() {
+            return None;
         }
-        for reference in references {
+        let mut owners = Owners::default();
+        for reference in latest.owner_references.iter().flatten() {
             let Some(owner_resource) = graph.resource_of(reference) else {
                 let key = format!("{what}: owner kind {}", reference.kind);
                 if self.reported.insert(key) {
@@ -381,37 +434,38 @@ impl GarbageCollector {
                         reference.kind
                     );
                 }
-                return;
+                return None;
             };
             if owner_resource.namespaced && !resource.namespaced {
                 // A cluster-scoped object cannot have a namespaced owner;
                 // leave the invalid reference to whoever wrote it.
-                return;
+                return None;
             }
             match api.get_metadata(owner_resource, node.namespace(), &reference.name) {
-                Ok(Some(owner)) if owner.uid.as_deref() == Some(reference.uid.as_str()) => return,
-                Ok(_) => {}
-                Err(e) => return self.fail(progress, &what, e),
+                Ok(Some(owner)) if owner.uid.as_deref() == Some(reference.uid.as_str()) => {
+                    owners.solid.push(reference.clone());
+                }
+                Ok(_) => owners.dangling.push(reference.clone()),
+                Err(e) => {
+                    self.fail(progress, &what, e);
+                    return None;
+                }
             }
         }
-        let propagation = propagation_for(&latest, false);
-        match delete(api, graph, node, propagation) {
-            Ok(()) => {
-                progress.busy = true;
-                tracing::info!(
-                    controller = "garbagecollector",
-                    "deleted {what}: its owners {} are gone",
-                    references
-                        .iter()
-                        .map(|r| format!("{}/{}", r.kind, r.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => self.fail(progress, &what, e),
-        }
+        owners.latest = latest;
+        Some(owners)
     }
+}
+
+/// What a fresh read says about the owners an object names.
+#[derive(Debug, Default)]
+struct Owners {
+    /// The object as read.
+    latest: ObjectMeta,
+    /// Owners that exist with the referenced uid.
+    solid: Vec<OwnerReference>,
+    /// Owners confirmed gone.
+    dangling: Vec<OwnerReference>,
 }
 
 /// `kind namespace/name` for logs.
@@ -464,20 +518,27 @@ fn remove_owner_reference(
     node: &Node,
     owner_uid: &str,
 ) -> Result<(), ApiError> {
+    remove_owner_references(api, graph, node, &[owner_uid])
+}
+
+/// Removes the references to `owner_uids` (a uid is never reused, so a
+/// retry after a 409 removes the same owners from whatever is there now).
+fn remove_owner_references(
+    api: &dyn ClusterApi,
+    graph: &Graph,
+    node: &Node,
+    owner_uids: &[&str],
+) -> Result<(), ApiError> {
+    let removed = |r: &OwnerReference| owner_uids.contains(&r.uid.as_str());
     update_with_retry(api, graph, node, |meta| {
         let references = meta.owner_references.clone().unwrap_or_default();
-        if !references.iter().any(|r| r.uid == owner_uid) {
+        if !references.iter().any(removed) {
             return None;
         }
         Some(MetadataUpdate {
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             finalizers: None,
-            owner_references: Some(
-                references
-                    .into_iter()
-                    .filter(|r| r.uid != owner_uid)
-                    .collect(),
-            ),
+            owner_references: Some(references.into_iter().filter(|r| !removed(r)).collect()),
         })
     })
 }
@@ -773,6 +834,55 @@ mod tests {
             .collect();
         assert_eq!(owners, ["other"]);
         assert!(api.object(&deployments(), "default", "web").is_none());
+    }
+
+    #[test]
+    fn a_reference_to_a_vanished_owner_next_to_a_live_one_is_removed() {
+        let api = api();
+        api.put_object(&deployments(), meta("alive", vec![]));
+        api.put_object(
+            &replicasets(),
+            meta(
+                "shared",
+                vec![
+                    owner_ref("Deployment", "gone", true),
+                    owner_ref("Deployment", "alive", false),
+                ],
+            ),
+        );
+        // A concurrent writer wins first: the swap is retried on a fresh read.
+        api.conflict_metadata_updates(1);
+        run(&api, 5);
+        let shared = api
+            .object(&replicasets(), "default", "shared")
+            .expect("kept by its live owner");
+        let owners: Vec<_> = shared
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(owners, ["alive"], "only the live owner's reference stays");
+        assert!(api.deletes().is_empty(), "{:?}", api.deletes());
+    }
+
+    #[test]
+    fn a_vanished_owner_next_to_an_unserved_kind_changes_nothing() {
+        let api = api();
+        let mut custom = owner_ref("Widget", "w", false);
+        custom.api_version = "example.com/v1".into();
+        let references = vec![owner_ref("Deployment", "gone", true), custom];
+        api.put_object(&replicasets(), meta("odd", references.clone()));
+        run(&api, 3);
+        let odd = api
+            .object(&replicasets(), "default", "odd")
+            .expect("kept: the widget may exist");
+        assert_eq!(
+            odd.owner_references,
+            Some(references),
+            "the references of an object whose owners cannot all be read stay"
+        );
+        assert!(api.deletes().is_empty(), "{:?}", api.deletes());
     }
 
     #[test]
