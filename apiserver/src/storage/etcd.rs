@@ -199,6 +199,25 @@ fn internal(operation: Operation, key: &str, reason: impl Into<String>) -> Stora
     }
 }
 
+/// How long a request is retried while etcd's leader moves (an election
+/// under emulation takes a few seconds).
+const LEADER_CHANGE_RETRY: Duration = Duration::from_secs(5);
+
+/// Whether `error` only says etcd's leader is moving, and `operation` may
+/// be sent again: reads always; writes only when the request cannot have
+/// been applied (refused without a leader, or dropped before proposing).
+fn leader_moving(error: &StorageError, operation: Operation) -> bool {
+    let StorageError::Unavailable { reason, .. } = error else {
+        return false;
+    };
+    let never_proposed = reason.contains("no leader") || reason.contains("proposal dropped");
+    let read = matches!(
+        operation,
+        Operation::Get | Operation::List | Operation::CurrentRevision | Operation::Health
+    );
+    never_proposed || (read && reason.contains("leader changed"))
+}
+
 /// Maps a client error to a storage error; `revision` is the revision the
 /// request read at, if any.
 fn map_error(
@@ -318,6 +337,10 @@ impl EtcdStorage {
     }
 
     /// Runs one request with the timeout; transport failures reconnect.
+    /// A request etcd refused or lost only because its leader is moving
+    /// (an election, a leadership transfer) is tried again for a short
+    /// while, as etcd's own client does: reads always, writes only when
+    /// etcd says the request was never proposed.
     async fn call<T, F, Fut>(
         &self,
         operation: Operation,
@@ -327,23 +350,33 @@ impl EtcdStorage {
         request: F,
     ) -> Result<T>
     where
-        F: FnOnce(Client) -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let (generation, client) = self.current_client();
-        let error = match tokio::time::timeout(timeout, request(client)).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(error)) => map_error(error, operation, key, revision),
-            Err(_) => unavailable(
-                operation,
-                key,
-                format!("no answer from etcd within {timeout:?}"),
-            ),
-        };
-        if error.is_unavailable() {
-            self.reconnect(generation).await;
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let (generation, client) = self.current_client();
+            let error = match tokio::time::timeout(timeout, request(client)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error)) => map_error(error, operation, key, revision),
+                Err(_) => unavailable(
+                    operation,
+                    key,
+                    format!("no answer from etcd within {timeout:?}"),
+                ),
+            };
+            let retry = leader_moving(&error, operation)
+                && started.elapsed() + pause < LEADER_CHANGE_RETRY.min(timeout);
+            if !retry {
+                if error.is_unavailable() {
+                    self.reconnect(generation).await;
+                }
+                return Err(error);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
         }
-        Err(error)
     }
 
     async fn txn(
@@ -354,8 +387,9 @@ impl EtcdStorage {
     ) -> Result<(bool, i64, Vec<TxnOpResponse>)> {
         let timeout = self.config.request_timeout;
         let response = self
-            .call(operation, key, 0, timeout, |mut client| async move {
-                client.txn(txn).await
+            .call(operation, key, 0, timeout, |mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
             })
             .await?;
         let revision = header_revision(operation, key, response.header())?;
@@ -380,12 +414,9 @@ impl EtcdStorage {
         let key = prefix.to_owned();
         let timeout = self.config.request_timeout;
         let (stream, created) = self
-            .call(
-                Operation::Watch,
-                prefix,
-                from_revision,
-                timeout,
-                |client| async move {
+            .call(Operation::Watch, prefix, from_revision, timeout, |client| {
+                let (key, options) = (key.clone(), options.clone());
+                async move {
                     let mut stream = client
                         .watch_client()
                         .max_decoding_message_size(MAX_RESPONSE_BYTES)
@@ -401,8 +432,8 @@ impl EtcdStorage {
                             None => return Ok((stream, None)),
                         }
                     }
-                },
-            )
+                }
+            })
             .await?;
         let Some(created) = created else {
             return Err(unavailable(
@@ -560,11 +591,11 @@ impl Storage for EtcdStorage {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KeyValue>>> {
         Box::pin(async move {
             check_key(Operation::Get, key)?;
-            let owned = key.to_owned();
             let timeout = self.config.request_timeout;
             let response = self
-                .call(Operation::Get, key, 0, timeout, |mut client| async move {
-                    client.get(owned, None).await
+                .call(Operation::Get, key, 0, timeout, |mut client| {
+                    let owned = key.to_owned();
+                    async move { client.get(owned, None).await }
                 })
                 .await?;
             response
@@ -606,12 +637,15 @@ impl Storage for EtcdStorage {
                     prefix,
                     requested.unwrap_or(0),
                     timeout,
-                    |client| async move {
-                        client
-                            .kv_client()
-                            .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                            .get(start, Some(get))
-                            .await
+                    |client| {
+                        let (start, get) = (start.clone(), get.clone());
+                        async move {
+                            client
+                                .kv_client()
+                                .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                                .get(start, Some(get))
+                                .await
+                        }
                     },
                 )
                 .await?;
@@ -802,5 +836,42 @@ impl Storage for EtcdStorage {
             .await?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(reason: &str) -> StorageError {
+        unavailable(Operation::Get, "/registry/x", reason)
+    }
+
+    #[test]
+    fn reads_retry_a_leader_change_writes_only_what_was_never_proposed() {
+        let changed = status("status: Unavailable, message: \"etcdserver: leader changed\"");
+        assert!(leader_moving(&changed, Operation::Get));
+        assert!(leader_moving(&changed, Operation::List));
+        assert!(
+            !leader_moving(&changed, Operation::Update),
+            "may have been applied"
+        );
+
+        let no_leader = status("etcdserver: no leader");
+        assert!(leader_moving(&no_leader, Operation::Create));
+        let dropped = status("raft proposal dropped");
+        assert!(leader_moving(&dropped, Operation::Delete));
+
+        assert!(!leader_moving(
+            &status("transport: connection refused"),
+            Operation::Get
+        ));
+        let compacted = StorageError::Compacted {
+            operation: Operation::List,
+            key: "/registry".into(),
+            revision: 3,
+            compact_revision: None,
+        };
+        assert!(!leader_moving(&compacted, Operation::List));
     }
 }
