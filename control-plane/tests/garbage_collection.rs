@@ -247,6 +247,41 @@ fn cascading_and_graceful_deletion_with_kubectl() {
         h.chain(name);
     }
 
+    // kube refuses the deprecated orphanDependents next to a propagation
+    // policy, in the query as in a DeleteOptions body.
+    h.ok(&["create", "configmap", "doomed", "-n", NS]);
+    let doomed = format!("/api/v1/namespaces/{NS}/configmaps/doomed");
+    let body = server.write(
+        "both-options.json",
+        r#"{"kind":"DeleteOptions","apiVersion":"v1","orphanDependents":true,"propagationPolicy":"Background"}"#,
+    );
+    for args in [
+        vec![
+            "delete".to_owned(),
+            "--raw".to_owned(),
+            format!("{doomed}?orphanDependents=true&propagationPolicy=Foreground"),
+        ],
+        vec![
+            "delete".to_owned(),
+            "--raw".to_owned(),
+            doomed.clone(),
+            "-f".to_owned(),
+            body.to_string_lossy().into_owned(),
+        ],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = server.fails(&kubectl, KubeconfigFile::Admin, &args);
+        assert!(
+            err.contains("orphanDependents and deletionPropagation cannot be both set"),
+            "kubectl {}: expected kube's DeleteOptions 422, got: {err}",
+            args.join(" ")
+        );
+    }
+    assert!(
+        h.get("configmap", "doomed").is_some(),
+        "a refused delete removes nothing"
+    );
+
     // The apiserver alone: foreground and orphan deletes leave the owner
     // with its finalizer; a background delete removes it at once.
     h.ok(&[

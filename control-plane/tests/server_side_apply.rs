@@ -9,8 +9,11 @@
 //! the image; after `kubectl scale` an apply of other replicas is a
 //! conflict naming `.spec.replicas` and the scaler, `--force-conflicts`
 //! takes it over; `--show-managed-fields` shows the managers; a server-side
-//! apply over a client-side-applied object works; `--dry-run=server`
-//! changes nothing.
+//! apply over a client-side-applied object works, also straight after a
+//! client-side apply with a changed manifest (the upgrade path: no
+//! conflict with `kubectl-client-side-apply`, whose entry kubectl then
+//! migrates); `--dry-run=server` changes nothing; with 1.33, `apply
+//! --server-side --subresource=status` writes only the status.
 
 mod common;
 
@@ -281,6 +284,129 @@ fn scenario(server: &Apiserver, kubectl: &Path, ns: &str) {
         &["get", "configmap", "legacy", "-n", ns, "-o", "json"],
     ));
     assert_eq!(legacy["data"], serde_json::json!({"a": "1"}));
+
+    upgrade_from_client_side_apply(server, kubectl, ns);
+}
+
+/// The upgrade path: a client-side apply, then straight away a
+/// server-side apply of a changed manifest. The server does not hold the
+/// fields client-side apply wrote against kubectl (they still have the
+/// annotation's values); kubectl then migrates the client-side entry into
+/// its Apply entry.
+fn upgrade_from_client_side_apply(server: &Apiserver, kubectl: &Path, ns: &str) {
+    let version = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: upgraded\n  namespace: {ns}\n  labels:\n    stage: \"{value}\"\ndata:\n  a: \"{value}\"\n"
+        )
+    };
+    let first = server.write(&format!("{ns}-upgrade-1.yaml"), &version("1"));
+    let second = server.write(&format!("{ns}-upgrade-2.yaml"), &version("2"));
+    server.ok(kubectl, &["apply", "-f", first.to_str().expect("path")]);
+    let client_side = json(&server.ok(
+        kubectl,
+        &[
+            "get",
+            "configmap",
+            "upgraded",
+            "-n",
+            ns,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+    ));
+    assert_eq!(
+        managers(&client_side),
+        [(
+            "kubectl-client-side-apply".to_owned(),
+            "Update".to_owned(),
+            String::new()
+        )],
+        "a client-side apply is an Update by kubectl-client-side-apply: {client_side}"
+    );
+    let out = server.ok(
+        kubectl,
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            second.to_str().expect("path"),
+        ],
+    );
+    assert!(out.contains("serverside-applied"), "{out}");
+    let upgraded = json(&server.ok(
+        kubectl,
+        &[
+            "get",
+            "configmap",
+            "upgraded",
+            "-n",
+            ns,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+    ));
+    assert_eq!(
+        upgraded["data"],
+        serde_json::json!({"a": "2"}),
+        "{upgraded}"
+    );
+    assert_eq!(upgraded["metadata"]["labels"]["stage"], "2", "{upgraded}");
+    // kubectl keeps the annotation under its own Apply manager
+    // (`kubectl-last-applied`), as it does against kube.
+    let mut after = managers(&upgraded);
+    after.sort();
+    assert_eq!(
+        after,
+        [
+            ("kubectl".to_owned(), "Apply".to_owned(), String::new()),
+            (
+                "kubectl-last-applied".to_owned(),
+                "Apply".to_owned(),
+                String::new()
+            )
+        ],
+        "after the upgrade kubectl-client-side-apply's entry is migrated: {upgraded}"
+    );
+}
+
+/// `kubectl apply --server-side --subresource=status` (kubectl 1.28+):
+/// only the status is written, owned by an Apply entry of subresource
+/// `status`; the spec in the same manifest is not.
+fn apply_status(server: &Apiserver, kubectl: &Path, ns: &str) {
+    let manifest = server.write(
+        &format!("{ns}-status.yaml"),
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  replicas: 9\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\nstatus:\n  observedGeneration: 42\n"
+        ),
+    );
+    let before = deployment(server, kubectl, ns, &[]);
+    server.ok(
+        kubectl,
+        &[
+            "apply",
+            "--server-side",
+            "--subresource=status",
+            "--field-manager=status-reporter",
+            "-f",
+            manifest.to_str().expect("path"),
+        ],
+    );
+    let after = deployment(server, kubectl, ns, &["--show-managed-fields"]);
+    assert_eq!(after["status"]["observedGeneration"], 42, "{after}");
+    assert_eq!(
+        after["spec"]["replicas"], before["spec"]["replicas"],
+        "the spec is not written through status: {after}"
+    );
+    assert!(
+        managers(&after).contains(&(
+            "status-reporter".to_owned(),
+            "Apply".to_owned(),
+            "status".to_owned()
+        )),
+        "expected an Apply entry of subresource status: {after}"
+    );
 }
 
 #[test]
@@ -304,5 +430,8 @@ fn kubectl_server_side_apply() {
     for (version, kubectl) in &versions {
         let ns = format!("ssa-{}", version.replace('.', ""));
         scenario(&server, kubectl, &ns);
+        if *version != "1.27" {
+            apply_status(&server, kubectl, &ns);
+        }
     }
 }

@@ -65,6 +65,17 @@ pub enum PropagationPolicy {
     Foreground,
 }
 
+impl PropagationPolicy {
+    /// The value as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Orphan => "Orphan",
+            Self::Background => "Background",
+            Self::Foreground => "Foreground",
+        }
+    }
+}
+
 /// `includeObject` of Table requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IncludeObject {
@@ -93,9 +104,13 @@ pub struct QueryOptions {
     pub dry_run: bool,
     pub field_manager: Option<String>,
     pub field_validation: FieldValidation,
-    /// `force` (server-side apply).
-    pub force: bool,
+    /// `force` (server-side apply), `None` when not given: kube refuses
+    /// any value of it on other patches.
+    pub force: Option<bool>,
     pub propagation_policy: Option<PropagationPolicy>,
+    /// The deprecated `orphanDependents` of a delete (query or body),
+    /// folded into `propagation_policy`; kube refuses both together.
+    pub orphan_dependents: Option<bool>,
     pub grace_period_seconds: Option<i64>,
     /// `preconditions.uid` / `preconditions.resourceVersion` of a DeleteOptions body.
     pub precondition_uid: Option<String>,
@@ -164,7 +179,8 @@ impl QueryOptions {
                     }
                 }
             }
-            "force" => self.force = bool_param(key, value)?,
+            "force" => self.force = Some(bool_param(key, value)?),
+            "orphanDependents" => self.orphan_dependents = Some(bool_param(key, value)?),
             "propagationPolicy" => self.propagation_policy = Some(propagation(value)?),
             "gracePeriodSeconds" => self.grace_period_seconds = Some(int_param(key, value)?),
             "includeObject" => {
@@ -183,10 +199,34 @@ impl QueryOptions {
         Ok(())
     }
 
+    /// `force=true` of a server-side apply.
+    pub fn forced(&self) -> bool {
+        self.force == Some(true)
+    }
+
+    /// Folds the query's `orphanDependents` into the propagation policy,
+    /// refusing it next to `propagationPolicy` as kube's DeleteOptions
+    /// validation does (422).
+    pub fn resolve_delete_query(&mut self) -> Result<(), ApiError> {
+        if let Some(orphan) = self.orphan_dependents {
+            match self.propagation_policy {
+                Some(policy) => return Err(both_orphan_and_propagation(policy)),
+                None => self.propagation_policy = Some(propagation_of_orphan(orphan)),
+            }
+        }
+        Ok(())
+    }
+
     /// Takes the options of a `DeleteOptions` body (kubectl sends
-    /// `{"propagationPolicy":"Background"}`); query parameters win.
+    /// `{"propagationPolicy":"Background"}`); query parameters win. A body
+    /// with both `orphanDependents` and `propagationPolicy` is a 422.
     pub fn merge_delete_options(&mut self, body: &Value) -> Result<(), ApiError> {
-        if let Some(policy) = body.get("propagationPolicy").and_then(Value::as_str)
+        let body_policy = body.get("propagationPolicy").and_then(Value::as_str);
+        let body_orphan = body.get("orphanDependents").and_then(Value::as_bool);
+        if let (Some(policy), Some(_)) = (body_policy, body_orphan) {
+            return Err(both_orphan_and_propagation(propagation(policy)?));
+        }
+        if let Some(policy) = body_policy
             && self.propagation_policy.is_none()
         {
             self.propagation_policy = Some(propagation(policy)?);
@@ -194,14 +234,11 @@ impl QueryOptions {
         if let Some(grace) = body.get("gracePeriodSeconds").and_then(Value::as_i64) {
             self.grace_period_seconds.get_or_insert(grace);
         }
-        if let Some(orphan) = body.get("orphanDependents").and_then(Value::as_bool)
-            && self.propagation_policy.is_none()
-        {
-            self.propagation_policy = Some(if orphan {
-                PropagationPolicy::Orphan
-            } else {
-                PropagationPolicy::Background
-            });
+        if let Some(orphan) = body_orphan {
+            self.orphan_dependents.get_or_insert(orphan);
+            if self.propagation_policy.is_none() {
+                self.propagation_policy = Some(propagation_of_orphan(orphan));
+            }
         }
         if let Some(dry_run) = body.get("dryRun").and_then(Value::as_array)
             && dry_run.iter().any(|v| v == "All")
@@ -335,7 +372,10 @@ impl RequestAttributes {
 
     /// Parses a method, a path and a raw query into attributes.
     pub fn parse(method: &str, path: &str, query: &str) -> Result<Self, ApiError> {
-        let query = QueryOptions::parse(query)?;
+        let mut query = QueryOptions::parse(query)?;
+        if method == "DELETE" {
+            query.resolve_delete_query()?;
+        }
         let decoded = percent_decode(path);
         let segments: Vec<String> = decoded
             .trim_matches('/')
@@ -448,6 +488,33 @@ fn unsupported(key: &str, value: &str, allowed: &[&str]) -> ApiError {
         "invalid {key} \"{value}\": supported values: {}",
         allowed.join(", ")
     ))
+}
+
+/// The policy the deprecated `orphanDependents` stands for.
+fn propagation_of_orphan(orphan: bool) -> PropagationPolicy {
+    if orphan {
+        PropagationPolicy::Orphan
+    } else {
+        PropagationPolicy::Background
+    }
+}
+
+/// kube's 422 for a DeleteOptions with `orphanDependents` and
+/// `propagationPolicy` both set.
+fn both_orphan_and_propagation(policy: PropagationPolicy) -> ApiError {
+    ApiError::invalid(
+        "meta.k8s.io",
+        "DeleteOptions.meta.k8s.io",
+        "",
+        vec![StatusCause {
+            reason: "FieldValueInvalid".into(),
+            message: format!(
+                "Invalid value: \"{}\": orphanDependents and deletionPropagation cannot be both set",
+                policy.as_str()
+            ),
+            field: "propagationPolicy".into(),
+        }],
+    )
 }
 
 fn propagation(value: &str) -> Result<PropagationPolicy, ApiError> {
@@ -947,6 +1014,42 @@ mod tests {
             .merge_delete_options(&serde_json::json!({"orphanDependents": true}))
             .expect("merge");
         assert_eq!(orphan.propagation_policy, Some(PropagationPolicy::Orphan));
+    }
+
+    #[test]
+    fn orphan_dependents_next_to_a_propagation_policy_is_invalid() {
+        let path = "/api/v1/namespaces/default/configmaps/cm";
+        let err = RequestAttributes::parse(
+            "DELETE",
+            path,
+            "orphanDependents=true&propagationPolicy=Foreground",
+        )
+        .expect_err("both in the query");
+        assert_eq!(err.code, 422, "{err:?}");
+        assert_eq!(
+            err.message,
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Invalid value: \"Foreground\": orphanDependents and deletionPropagation cannot be both set"
+        );
+        let orphan = RequestAttributes::parse("DELETE", path, "orphanDependents=false")
+            .expect("orphanDependents alone");
+        assert_eq!(
+            orphan.query.propagation_policy,
+            Some(PropagationPolicy::Background)
+        );
+        let mut body = QueryOptions::default();
+        let err = body
+            .merge_delete_options(&serde_json::json!({
+                "orphanDependents": false, "propagationPolicy": "Orphan"
+            }))
+            .expect_err("both in the body");
+        assert_eq!(err.code, 422, "{err:?}");
+        assert_eq!(err.details.causes[0].field, "propagationPolicy");
+        // A null orphanDependents is not set.
+        QueryOptions::default()
+            .merge_delete_options(&serde_json::json!({
+                "orphanDependents": null, "propagationPolicy": "Orphan"
+            }))
+            .expect("null is unset");
     }
 
     #[test]

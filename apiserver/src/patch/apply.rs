@@ -23,7 +23,15 @@
 //!    annotation is set to the applied configuration (as kube's
 //!    last-applied updater does), so a later client-side apply diffs
 //!    against what was really applied; this is bookkeeping, not a change
-//!    of ownership.
+//!    of ownership;
+//! 7. the upgrade from client-side apply (kube's last-applied manager):
+//!    an apply by `kubectl` is not refused for conflicts on fields the
+//!    annotation names with the value they still have: what kubectl
+//!    applied client-side is the user's, so such conflicts are forced
+//!    (the first `kubectl apply --server-side` of a changed manifest after
+//!    client-side applies takes the fields over; kubectl then migrates
+//!    the `kubectl-client-side-apply` entry). Fields changed since by
+//!    anyone else still conflict.
 //!
 //! The caller then runs the result through the usual update pipeline
 //! (defaulting refills pruned fields that have defaults, validation).
@@ -153,20 +161,33 @@ pub fn server_side_apply(
         schema,
     );
     let changed = comparison.changed();
-    let mut conflicts = Vec::new();
+    let mut conflicts: Vec<(Vec<PathElement>, Conflict)> = Vec::new();
     for entry in managed.entries.iter_mut().filter(|e| !e.is_of(&writer)) {
         let conflicting = entry.fields.intersection(&changed);
         if !conflicting.is_empty() {
-            conflicts.extend(conflicting.paths().iter().map(|path| Conflict {
-                manager: entry.describe(),
-                field: display_path(path),
+            conflicts.extend(conflicting.paths().into_iter().map(|path| {
+                let conflict = Conflict {
+                    manager: entry.describe(),
+                    field: display_path(&path),
+                };
+                (path, conflict)
             }));
             entry.fields = entry.fields.difference(&conflicting);
         }
         entry.fields = entry.fields.difference(&comparison.removed);
     }
+    if !conflicts.is_empty()
+        && !request.force
+        && writer.manager == LAST_APPLIED_SYNCING_MANAGER
+        && let Some(live) = live
+    {
+        let allowed = fields_still_as_last_applied(live, schema, request.ignored);
+        conflicts.retain(|(path, _)| !allowed.contains(path));
+    }
     if !conflicts.is_empty() && !request.force {
-        return Err(ApplyError::Conflicts(conflicts));
+        return Err(ApplyError::Conflicts(
+            conflicts.into_iter().map(|(_, c)| c).collect(),
+        ));
     }
     if entry_is_new || !comparison.is_same() {
         managed.entry_mut(&writer).time = Some(writer.time.to_owned());
@@ -177,6 +198,36 @@ pub fn server_side_apply(
         sync_last_applied(&mut merged, &config);
     }
     Ok(merged)
+}
+
+/// The fields [`LAST_APPLIED`] of `live` names that still have the value
+/// it records (kube's allowed conflicts of the client-side apply upgrade);
+/// empty without a readable annotation of the object's own apiVersion.
+fn fields_still_as_last_applied(
+    live: &Value,
+    schema: Option<Schema<'_>>,
+    ignored: &[&str],
+) -> FieldSet {
+    let Some(last_applied) = live
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .filter(Value::is_object)
+    else {
+        return FieldSet::new();
+    };
+    // A configuration of another version names other paths.
+    if last_applied.get("apiVersion") != live.get("apiVersion") {
+        return FieldSet::new();
+    }
+    let last_applied = owned_part(&last_applied, ignored);
+    let live = owned_part(live, ignored);
+    let differences = compare(Some(&last_applied), Some(&live), schema);
+    field_set_of(&last_applied, schema)
+        .difference(&differences.modified)
+        .difference(&differences.added)
+        .difference(&differences.removed)
 }
 
 /// Sets [`LAST_APPLIED`] to `config` (without the annotation itself) when
@@ -587,6 +638,89 @@ mod tests {
         // Other managers leave it alone.
         let other = apply(Some(&live), &applied, "helm", false).expect("apply");
         assert_eq!(other["metadata"]["annotations"][LAST_APPLIED], "{}\n");
+    }
+
+    /// An object as `kubectl apply` (client-side) leaves it: written by
+    /// `kubectl-client-side-apply` with the configuration in the annotation.
+    fn client_side_applied(applied: &Value) -> Value {
+        let mut object = applied.clone();
+        object["metadata"]["annotations"] =
+            json!({LAST_APPLIED: format!("{}\n", serde_json::to_string(applied).expect("json"))});
+        record_update(
+            None,
+            &mut object,
+            Requested::Keep,
+            &writer("kubectl-client-side-apply", Operation::Update, ""),
+            schema(),
+            &["status"],
+        );
+        object
+    }
+
+    #[test]
+    fn kubectl_takes_over_what_it_applied_client_side() {
+        let live = client_side_applied(&config(json!({"app": "web"}), "nginx:1", Some(2)));
+        let changed = config(json!({"app": "web"}), "nginx:2", Some(2));
+        // Another manager changing the image conflicts with the client-side owner.
+        let err = apply(Some(&live), &changed, "helm", false).expect_err("conflict");
+        assert!(
+            err.to_string().contains("kubectl-client-side-apply"),
+            "expected a conflict with the client-side applier, got {err}"
+        );
+        // kubectl's own server-side apply is the upgrade path: no conflict.
+        let upgraded = apply(Some(&live), &changed, "kubectl", false)
+            .unwrap_or_else(|e| panic!("kubectl's apply of its own fields was refused: {e}"));
+        assert_eq!(
+            upgraded["spec"]["template"]["spec"]["containers"][0]["image"],
+            "nginx:2"
+        );
+        let image = [
+            PathElement::field("spec"),
+            PathElement::field("template"),
+            PathElement::field("spec"),
+            PathElement::field("containers"),
+            PathElement::key_of(&json!({"name": "web"}), &["name".to_owned()]).expect("key"),
+            PathElement::field("image"),
+        ];
+        let owners: Vec<String> = ManagedFields::of_object(Some(&upgraded))
+            .entries
+            .iter()
+            .filter(|e| e.fields.contains(&image))
+            .map(|e| e.manager.clone())
+            .collect();
+        assert_eq!(owners, ["kubectl"], "the image moved to the applier");
+        let text = upgraded["metadata"]["annotations"][LAST_APPLIED]
+            .as_str()
+            .unwrap_or_default();
+        assert!(text.contains("nginx:2"), "annotation not synced: {text}");
+    }
+
+    #[test]
+    fn fields_changed_since_the_client_side_apply_still_conflict() {
+        let live = client_side_applied(&config(json!({"app": "web"}), "nginx:1", Some(2)));
+        // A scale after the client-side apply: replicas no longer match
+        // the annotation.
+        let mut scaled = live.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        record_update(
+            Some(&live),
+            &mut scaled,
+            Requested::Keep,
+            &writer("kubectl", Operation::Update, "scale"),
+            schema(),
+            &["status"],
+        );
+        let changed = config(json!({"app": "web"}), "nginx:2", Some(3));
+        let err = apply(Some(&scaled), &changed, "kubectl", false).expect_err("conflict");
+        let ApplyError::Conflicts(conflicts) = &err else {
+            panic!("expected conflicts, got {err:?}");
+        };
+        let fields: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [".spec.replicas"],
+            "only the field changed since the client-side apply conflicts: {err}"
+        );
     }
 
     #[test]

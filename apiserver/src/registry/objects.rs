@@ -141,6 +141,7 @@ async fn dispatch(
 ) -> Result<ApiResponse, ApiError> {
     let a = &ctx.attributes;
     let name = name.to_owned();
+    validate_write_options(ctx)?;
     match (&a.verb, a.subresource.as_deref()) {
         (Verb::Get, None | Some("status")) => op.get(&name).await.map(ok),
         (Verb::Get, Some("scale")) => op.get(&name).await.map(|o| ok(op.scale_of(&o))),
@@ -154,17 +155,16 @@ async fn dispatch(
         }
         (Verb::Update, Some("scale")) => op.update_scale(&name, parse_body(ctx, &body)?).await,
         (Verb::Patch, None) if ctx.body_type == BodyType::ApplyPatch => {
-            // The manager must be named by the client, not derived.
-            if ctx.attributes.query.field_manager.is_none() {
-                return Err(
-                    ApiError::invalid("meta.k8s.io", "PatchOptions", "", Vec::new()).with_cause(
-                        "FieldValueRequired",
-                        "Required value: is required for apply patch",
-                        "fieldManager",
-                    ),
-                );
-            }
-            op.server_side_apply(&name, &body).await
+            op.server_side_apply(&name, &body, ApplyThrough::Resource)
+                .await
+        }
+        (Verb::Patch, Some("status")) if ctx.body_type == BodyType::ApplyPatch => {
+            op.server_side_apply(&name, &body, ApplyThrough::Status)
+                .await
+        }
+        (Verb::Patch, Some("scale")) if ctx.body_type == BodyType::ApplyPatch => {
+            op.server_side_apply(&name, &body, ApplyThrough::Scale)
+                .await
         }
         (Verb::Patch, None) => op.patch(&name, ctx.body_type, &body, Part::Main).await,
         (Verb::Patch, Some("status")) => op.patch(&name, ctx.body_type, &body, Part::Status).await,
@@ -183,6 +183,80 @@ async fn dispatch(
         (Verb::DeleteCollection, None) => op.delete_collection().await,
         _ => Err(ApiError::method_not_allowed(ctx.method.as_str())),
     }
+}
+
+/// The longest `fieldManager` kube accepts.
+const FIELD_MANAGER_MAX_LENGTH: usize = 128;
+
+/// kube's CreateOptions, UpdateOptions and PatchOptions validation of the
+/// client's own options (before any defaulting): `fieldManager` at most
+/// 128 bytes of printable characters and required for an apply, `force`
+/// only on an apply; a 422 listing every problem.
+fn validate_write_options(ctx: &RequestContext) -> Result<(), ApiError> {
+    let query = &ctx.attributes.query;
+    let apply = ctx.body_type == BodyType::ApplyPatch;
+    let kind = match ctx.attributes.verb {
+        Verb::Create => "CreateOptions.meta.k8s.io",
+        Verb::Update => "UpdateOptions.meta.k8s.io",
+        Verb::Patch => "PatchOptions.meta.k8s.io",
+        _ => return Ok(()),
+    };
+    let mut causes = Vec::new();
+    let mut cause = |reason: &str, message: String, field: &str| {
+        causes.push(StatusCause {
+            reason: reason.to_owned(),
+            message,
+            field: field.to_owned(),
+        });
+    };
+    if ctx.attributes.verb == Verb::Patch {
+        if !apply && query.force.is_some() {
+            cause(
+                "FieldValueForbidden",
+                "Forbidden: may not be specified for non-apply patch".to_owned(),
+                "force",
+            );
+        }
+        if apply && query.field_manager.is_none() {
+            // The manager must be named by the client, not derived.
+            cause(
+                "FieldValueRequired",
+                "Required value: is required for apply patch".to_owned(),
+                "fieldManager",
+            );
+        }
+    }
+    let manager = query.field_manager.as_deref().unwrap_or_default();
+    if manager.len() > FIELD_MANAGER_MAX_LENGTH {
+        cause(
+            "FieldValueTooLong",
+            format!("Too long: may not be more than {FIELD_MANAGER_MAX_LENGTH} bytes"),
+            "fieldManager",
+        );
+    }
+    for (position, character) in manager.char_indices() {
+        if !is_printable(character) {
+            cause(
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: {manager:?}: invalid character U+{:04X} (at position {position})",
+                    u32::from(character)
+                ),
+                "fieldManager",
+            );
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("meta.k8s.io", kind, "", causes))
+    }
+}
+
+/// Go's `unicode.IsPrint`, near enough: no control characters and no
+/// spaces other than the ASCII one.
+fn is_printable(character: char) -> bool {
+    character == ' ' || !(character.is_control() || character.is_whitespace())
 }
 
 /// The request's options with `fieldManager` defaulted as kube does: the
@@ -239,6 +313,25 @@ fn subresource_of(part: Part) -> &'static str {
         Part::Main => "",
         Part::Status => "status",
         Part::Approval => "approval",
+    }
+}
+
+/// Where a server-side apply is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ApplyThrough {
+    Resource,
+    Status,
+    Scale,
+}
+
+impl ApplyThrough {
+    /// The subresource its managedFields entry names.
+    fn subresource(self) -> &'static str {
+        match self {
+            Self::Resource => "",
+            Self::Status => "status",
+            Self::Scale => "scale",
+        }
     }
 }
 
@@ -954,9 +1047,9 @@ impl Op<'_> {
                 let schema = self.registry.definitions.for_gvk(gvk);
                 patch::strategic_merge_patch(current, patch_doc, schema).map_err(bad)
             }
-            // Server-side apply has its own path for the main resource.
+            // Server-side apply has its own path (the main resource and status).
             BodyType::ApplyPatch => Err(ApiError::unsupported_media_type(
-                "application/apply-patch+yaml (server-side apply is served on the main resource only)",
+                "application/apply-patch+yaml (server-side apply is served on the resource and its status)",
             )),
             _ => Err(ApiError::unsupported_media_type(
                 "the patch must be application/json-patch+json, application/merge-patch+json or application/strategic-merge-patch+json",
@@ -1076,11 +1169,22 @@ impl Op<'_> {
     /// `PATCH` with `application/apply-patch+yaml`: creates the object when
     /// absent, else merges the configuration into it (see
     /// [`patch::apply`]); then the update pipeline as for other patches.
-    async fn server_side_apply(&self, name: &str, body: &[u8]) -> Result<ApiResponse, ApiError> {
+    /// Through `/status` only `status` is applied (and owned, as
+    /// subresource `status`); through `/scale` an `autoscaling/v1` Scale
+    /// whose `spec.replicas` is the object's (kube's scale handler); both
+    /// need the object to exist.
+    async fn server_side_apply(
+        &self,
+        name: &str,
+        body: &[u8],
+        through: ApplyThrough,
+    ) -> Result<ApiResponse, ApiError> {
+        let subresource = through.subresource();
         tracing::debug!(
             name,
             manager = self.field_manager(),
-            force = self.query.force,
+            force = self.query.forced(),
+            subresource,
             "server-side apply"
         );
         let mut config: Value = serde_yaml::from_slice(body)
@@ -1101,7 +1205,18 @@ impl Op<'_> {
                 metadata_mut(&mut config).insert("name".into(), json!(name));
             }
         }
+        if through == ApplyThrough::Scale {
+            config = self.configuration_of_scale(name, &config)?;
+        }
         self.check_kind(&config)?;
+        let part = match through {
+            ApplyThrough::Status => Part::Status,
+            ApplyThrough::Resource | ApplyThrough::Scale => Part::Main,
+        };
+        let answer = |object: Value| match through {
+            ApplyThrough::Scale => ok(self.scale_of(&object)),
+            ApplyThrough::Resource | ApplyThrough::Status => ok(object),
+        };
         let time = now_rfc3339();
         let api_version = self.desc.group_version();
         let request = patch::ApplyRequest {
@@ -1109,17 +1224,22 @@ impl Op<'_> {
                 manager: self.field_manager(),
                 operation: patch::Operation::Apply,
                 api_version: &api_version,
-                subresource: "",
+                subresource,
                 time: &time,
             },
-            force: self.query.force,
-            ignored: self.unowned_fields(""),
+            force: self.query.forced(),
+            ignored: match through {
+                // `/status` writes nothing but status (the metadata too
+                // stays as stored), so it owns nothing else.
+                ApplyThrough::Status => &["spec", "metadata"],
+                ApplyThrough::Resource | ApplyThrough::Scale => self.unowned_fields(""),
+            },
         };
         let schema = self.registry.definitions.for_gvk(&self.gvk());
         for _ in 0..CONFLICT_RETRIES {
             let (kv, current) = match self.read(name).await {
                 Ok(found) => found,
-                Err(e) if e.code == 404 => {
+                Err(e) if e.code == 404 && through == ApplyThrough::Resource => {
                     let applied = patch::server_side_apply(None, &config, schema, &request)
                         .map_err(apply_error)?;
                     let managed = patch::ManagedFields::of_object(Some(&applied));
@@ -1140,21 +1260,21 @@ impl Op<'_> {
                 ));
             }
             let managed = patch::ManagedFields::of_object(Some(&applied));
-            let mut object = self.prepare_update(&current, applied, Part::Main)?;
+            let mut object = self.prepare_update(&current, applied, part)?;
             self.admit(&mut object, Some(&current))?;
             // Defaults filled in after the merge belong to nobody.
             managed.store_in(&mut object);
             if object == current {
-                return Ok(ok(current));
+                return Ok(answer(current));
             }
             if self.query.dry_run {
-                return Ok(ok(self.dry_run_allocations(object, &current).await?));
+                return Ok(answer(self.dry_run_allocations(object, &current).await?));
             }
             match self
                 .commit_allocating(name, object, &current, kv.mod_revision)
                 .await
             {
-                Ok(object) => return Ok(ok(object)),
+                Ok(object) => return Ok(answer(object)),
                 Err(CommitError::Storage(e)) if e.is_conflict() => continue,
                 Err(e) => return Err(e.into_api(self, name)),
             }
@@ -1165,6 +1285,48 @@ impl Op<'_> {
             name,
             CONFLICT_MESSAGE,
         ))
+    }
+
+    /// The object's configuration an applied `autoscaling/v1` Scale stands
+    /// for: its name, resourceVersion and `spec.replicas` (none when the
+    /// Scale leaves them out, which gives the field up).
+    fn configuration_of_scale(&self, name: &str, scale: &Value) -> Result<Value, ApiError> {
+        let kind = scale
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let api_version = scale
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if (kind, api_version) != ("Scale", "autoscaling/v1") {
+            return Err(ApiError::bad_request(format!(
+                "the scale subresource applies an autoscaling/v1 Scale, not {api_version} {kind}"
+            )));
+        }
+        let mut metadata = json!({"name": name});
+        if let Some(rv) = meta_str(scale, "resourceVersion") {
+            metadata["resourceVersion"] = json!(rv);
+        }
+        let mut config = json!({
+            "apiVersion": self.desc.group_version(),
+            "kind": self.desc.kind,
+            "metadata": metadata,
+        });
+        match scale.pointer("/spec/replicas") {
+            None | Some(Value::Null) => {}
+            Some(replicas) => {
+                let replicas = replicas.as_i64().filter(|r| *r >= 0).ok_or_else(|| {
+                    ApiError::invalid("autoscaling", "Scale", name, Vec::new()).with_cause(
+                        "FieldValueInvalid",
+                        "must be greater than or equal to 0",
+                        "spec.replicas",
+                    )
+                })?;
+                config["spec"] = json!({"replicas": replicas});
+            }
+        }
+        Ok(config)
     }
 
     // ---- scale ----
@@ -2014,5 +2176,288 @@ mod apply_tests {
             cleared["metadata"].get("managedFields").is_none(),
             "{cleared}"
         );
+    }
+
+    #[tokio::test]
+    async fn write_options_are_validated_as_kube_does() {
+        let registry = setup().await;
+        let path = format!("{CONFIG_MAPS}/cm");
+        call(
+            &registry,
+            "POST",
+            CONFIG_MAPS,
+            "",
+            BodyType::Json,
+            Some(config_map("1")),
+        )
+        .await;
+        // `force` belongs to apply; any value of it on another patch is refused.
+        for force in ["true", "false"] {
+            let (status, body) = call(
+                &registry,
+                "PATCH",
+                &path,
+                &format!("force={force}"),
+                BodyType::MergePatch,
+                Some(json!({"data": {"a": "2"}})),
+            )
+            .await;
+            assert_eq!(status, 422, "force={force} on a merge patch: {body}");
+            assert_eq!(
+                body["message"],
+                "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+            );
+            assert_eq!(body["details"]["causes"][0]["field"], "force");
+        }
+        let too_long = "m".repeat(129);
+        for (method, target, body_type, body, kind) in [
+            (
+                "POST",
+                CONFIG_MAPS.to_owned(),
+                BodyType::Json,
+                config_map("x"),
+                "CreateOptions",
+            ),
+            (
+                "PUT",
+                path.clone(),
+                BodyType::Json,
+                config_map("x"),
+                "UpdateOptions",
+            ),
+            (
+                "PATCH",
+                path.clone(),
+                BodyType::ApplyPatch,
+                config_map("x"),
+                "PatchOptions",
+            ),
+        ] {
+            let (status, answer) = call(
+                &registry,
+                method,
+                &target,
+                &format!("fieldManager={too_long}"),
+                body_type,
+                Some(body),
+            )
+            .await;
+            assert_eq!(status, 422, "{method} with a 129-byte manager: {answer}");
+            assert_eq!(
+                answer["message"],
+                format!(
+                    "{kind}.meta.k8s.io \"\" is invalid: fieldManager: Too long: may not be more than 128 bytes"
+                )
+            );
+        }
+        let (status, answer) = call(
+            &registry,
+            "PATCH",
+            &path,
+            &format!("fieldManager={}", "m".repeat(128)),
+            BodyType::ApplyPatch,
+            Some(config_map("x")),
+        )
+        .await;
+        assert_eq!(
+            status, 409,
+            "128 bytes are allowed (then conflict): {answer}"
+        );
+        let (status, answer) = call(
+            &registry,
+            "PATCH",
+            &path,
+            "fieldManager=bell%07",
+            BodyType::MergePatch,
+            Some(json!({"data": {"a": "2"}})),
+        )
+        .await;
+        assert_eq!(status, 422, "a control character in the manager: {answer}");
+        assert_eq!(
+            answer["details"]["causes"][0]["reason"],
+            "FieldValueInvalid"
+        );
+    }
+
+    #[tokio::test]
+    async fn status_is_applied_through_its_subresource() {
+        let registry = setup().await;
+        let deployments = "/apis/apps/v1/namespaces/default/deployments";
+        let deployment = |replicas: i64, observed: i64| {
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "labels": {"via": "status"}},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "web", "image": "nginx"}]}
+                    }
+                },
+                "status": {"observedGeneration": observed}
+            })
+        };
+        let status_path = format!("{deployments}/web/status");
+        let (status, body) = call(
+            &registry,
+            "PATCH",
+            &status_path,
+            "fieldManager=reporter",
+            BodyType::ApplyPatch,
+            Some(deployment(1, 1)),
+        )
+        .await;
+        assert_eq!(status, 404, "status apply does not create: {body}");
+
+        let mut created = deployment(1, 0);
+        if let Some(object) = created.as_object_mut() {
+            object.remove("status");
+        }
+        if let Some(meta) = created["metadata"].as_object_mut() {
+            meta.remove("labels");
+        }
+        let (status, body) = call(
+            &registry,
+            "PATCH",
+            &format!("{deployments}/web"),
+            "fieldManager=deployer",
+            BodyType::ApplyPatch,
+            Some(created),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+
+        let (status, applied) = call(
+            &registry,
+            "PATCH",
+            &status_path,
+            "fieldManager=reporter",
+            BodyType::ApplyPatch,
+            Some(deployment(7, 3)),
+        )
+        .await;
+        assert_eq!(status, 200, "{applied}");
+        assert_eq!(applied["status"]["observedGeneration"], 3, "{applied}");
+        assert_eq!(
+            applied["spec"]["replicas"], 1,
+            "spec is not written through status"
+        );
+        assert!(
+            applied["metadata"].get("labels").is_none(),
+            "metadata is not written through status: {applied}"
+        );
+        let entry = applied["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["manager"] == "reporter")
+            .unwrap_or_else(|| panic!("no entry of the status applier: {applied}"));
+        assert_eq!(entry["operation"], "Apply");
+        assert_eq!(entry["subresource"], "status");
+        assert_eq!(
+            entry["fieldsV1"],
+            json!({"f:status": {"f:observedGeneration": {}}}),
+            "the status applier owns its status fields only"
+        );
+    }
+
+    #[tokio::test]
+    async fn replicas_are_applied_through_scale() {
+        let registry = setup().await;
+        let deployments = "/apis/apps/v1/namespaces/default/deployments";
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "nginx"}]}
+                }
+            }
+        });
+        let (status, body) = call(
+            &registry,
+            "PATCH",
+            &format!("{deployments}/web"),
+            "fieldManager=deployer",
+            BodyType::ApplyPatch,
+            Some(deployment),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let scale_path = format!("{deployments}/web/scale");
+        let scale = |replicas: i64| {
+            json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                   "metadata": {"name": "web"}, "spec": {"replicas": replicas}})
+        };
+        let (status, body) = call(
+            &registry,
+            "PATCH",
+            &scale_path,
+            "fieldManager=autoscaler",
+            BodyType::ApplyPatch,
+            Some(scale(4)),
+        )
+        .await;
+        assert_eq!(status, 409, "the deployer owns the replicas: {body}");
+        assert_eq!(body["details"]["causes"][0]["field"], ".spec.replicas");
+        let (status, body) = call(
+            &registry,
+            "PATCH",
+            &scale_path,
+            "fieldManager=autoscaler&force=true",
+            BodyType::ApplyPatch,
+            Some(scale(4)),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["kind"], "Scale", "the answer is the Scale: {body}");
+        assert_eq!(body["spec"]["replicas"], 4);
+        let (_, stored) = call(
+            &registry,
+            "GET",
+            &format!("{deployments}/web"),
+            "",
+            BodyType::Empty,
+            None,
+        )
+        .await;
+        assert_eq!(stored["spec"]["replicas"], 4);
+        let entries: Vec<(String, String)> = stored["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["fieldsV1"]["f:spec"].get("f:replicas").is_some())
+            .map(|e| {
+                (
+                    format!(
+                        "{}/{}",
+                        e["manager"].as_str().unwrap_or(""),
+                        e["operation"].as_str().unwrap_or("")
+                    ),
+                    e["subresource"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [("autoscaler/Apply".to_owned(), "scale".to_owned())],
+            "the replicas belong to the scale applier alone: {stored}"
+        );
+        let (status, body) = call(
+            &registry,
+            "PATCH",
+            &scale_path,
+            "fieldManager=autoscaler",
+            BodyType::ApplyPatch,
+            Some(
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}),
+            ),
+        )
+        .await;
+        assert_eq!(status, 400, "only a Scale is applied through scale: {body}");
     }
 }
