@@ -147,9 +147,13 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Apiserver(args) => {
             let options = cairn_apiserver::server::ApiServerOptions::from(*args);
-            runtime
-                .block_on(cairn_apiserver::server::run(&options, shutdown_signal()))
-                .context("apiserver")?;
+            let served =
+                runtime.block_on(cairn_apiserver::server::run(&options, shutdown_signal()));
+            // Dropping the runtime would wait for every blocking task (a
+            // stuck etcd call, say) and keep a stopped apiserver alive;
+            // once serving is over, give them a moment and exit.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+            served.context("apiserver")?;
         }
         Command::ControllerManager(args) => {
             cairn_control_plane::controllers::run(&args).context("controller-manager")?;

@@ -570,3 +570,40 @@ fn backoff_starts_over_after_a_long_enough_run() {
         }
     }
 }
+
+#[test]
+fn restart_ends_the_process_even_when_it_ignores_sigterm_and_starts_it_again() {
+    let h = Harness::new();
+    let mut spec = sh(
+        "stubborn",
+        "trap '' TERM; echo up; while true; do sleep 0.1; done",
+    );
+    spec.stop_timeout = Duration::from_millis(500);
+    spec.backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(100),
+        reset_after: Duration::from_secs(60),
+    };
+    h.supervisor.add(spec).expect("add");
+    h.supervisor.start().expect("start");
+    h.wait_for("stubborn running", |h| {
+        h.state("stubborn") == ServiceState::Running
+    });
+    let first_pid = h.supervisor.status()["stubborn"].pid;
+
+    h.supervisor.restart("stubborn").expect("restart");
+    h.wait_for("a second process", |h| {
+        let status = h.supervisor.status()["stubborn"].clone();
+        status.state == ServiceState::Running && status.pid.is_some() && status.pid != first_pid
+    });
+    assert_eq!(
+        h.supervisor.status()["stubborn"].restarts,
+        1,
+        "{}",
+        h.report()
+    );
+    assert!(matches!(
+        h.supervisor.restart("missing"),
+        Err(cairn_node_agent::services::ServiceError::UnknownService(_))
+    ));
+}

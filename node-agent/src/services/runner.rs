@@ -330,6 +330,26 @@ fn stopping_event(shared: &Shared, log: &ServiceLog, name: &str, signal: Signal)
     event(shared, &table, log, name, EventKind::Stopping { signal });
 }
 
+/// `Supervisor::restart`'s step: ends the current process (TERM, then KILL
+/// after `stop_timeout`) without marking the service stopping, so its
+/// restart policy starts it again.
+pub(super) fn terminate_for_restart(shared: &Shared, name: &str) {
+    let (process, log, stop_timeout) = {
+        let table = shared.lock();
+        match table.services.get(name) {
+            Some(entry) => (
+                entry.process.clone(),
+                entry.log.clone(),
+                entry.spec.stop_timeout,
+            ),
+            None => return,
+        }
+    };
+    if let Some(process) = process {
+        terminate(shared, &log, name, &process, stop_timeout);
+    }
+}
+
 /// `stop_all`'s step for one service (already marked stopping): terminate
 /// its process within `deadline` and wait until its thread has recorded
 /// the end. Returns whether it is stopped.

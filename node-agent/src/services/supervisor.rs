@@ -244,20 +244,26 @@ impl Supervisor {
         })
     }
 
-    /// Restarts a running service: SIGTERM to its process, which the
-    /// service's restart policy then starts again (after its backoff).
+    /// Restarts a running service: SIGTERM to its process, SIGKILL to its
+    /// process group after the service's `stop_timeout`; the restart
+    /// policy then starts it again (after its backoff). Returns at once;
+    /// the termination runs on a thread of its own.
     pub fn restart(&self, name: &str) -> Result<(), ServiceError> {
-        let process = {
+        {
             let table = self.shared.lock();
-            let entry = table
-                .services
-                .get(name)
-                .ok_or_else(|| ServiceError::UnknownService(name.to_owned()))?;
-            entry.process.clone()
-        };
-        if let Some(process) = process {
-            let _ = process.signal(nix::sys::signal::Signal::SIGTERM);
+            if !table.services.contains_key(name) {
+                return Err(ServiceError::UnknownService(name.to_owned()));
+            }
         }
+        let shared = Arc::clone(&self.shared);
+        let service = name.to_owned();
+        std::thread::Builder::new()
+            .name(format!("restart-{name}"))
+            .spawn(move || runner::terminate_for_restart(&shared, &service))
+            .map_err(|source| ServiceError::Thread {
+                service: name.to_owned(),
+                source,
+            })?;
         Ok(())
     }
 
