@@ -20,13 +20,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn_cluster::client::{Credentials, KubeClient, ServerTrust};
 use cairn_pki::KubeconfigFile;
-use common::Apiserver;
 use common::etcd_fixture::EtcdFixture;
+use common::{Apiserver, ControllerManager, etcd_and_apiserver};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition, CertificateSigningRequestSpec,
@@ -49,14 +48,7 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let etcd = runtime.block_on(EtcdFixture::start());
-        let server = Apiserver::start(&etcd);
-        server.localize(KubeconfigFile::ControllerManager);
+        let (runtime, etcd, server) = etcd_and_apiserver();
         let admin = KubeClient::from_kubeconfig(&server.local_kubeconfig(KubeconfigFile::Admin))
             .expect("admin client");
         let cluster = Self {
@@ -100,33 +92,7 @@ impl Cluster {
     /// Starts `control-plane controller-manager` with the production
     /// flags (plus `extra`), logging to `<name>.log`.
     fn controller_manager(&self, name: &str, extra: &[&str]) -> ControllerManager {
-        let log_path = self.server.dir.path().join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let ca = self.server.pki.cert("ca");
-        let child = Command::new(env!("CARGO_BIN_EXE_control-plane"))
-            .arg("controller-manager")
-            .arg("--kubeconfig")
-            .arg(
-                self.server
-                    .local_kubeconfig(KubeconfigFile::ControllerManager),
-            )
-            .arg("--cluster-signing-cert-file")
-            .arg(&ca)
-            .arg("--cluster-signing-key-file")
-            .arg(self.server.pki.key("ca"))
-            .arg("--root-ca-file")
-            .arg(&ca)
-            .args(extra)
-            .env("RUST_LOG", "info,cairn_control_plane=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start control-plane controller-manager");
-        ControllerManager {
-            child,
-            log_path,
-            name: name.to_owned(),
-        }
+        ControllerManager::start(&self.server, name, extra)
     }
 
     fn create_token(&self, id: &str, secret: &str, extra: &[(&str, &str)]) {
@@ -168,50 +134,6 @@ impl Cluster {
             .expect("get lease")
             .and_then(|l| l.spec)
             .and_then(|s| s.holder_identity)
-    }
-}
-
-struct ControllerManager {
-    child: Child,
-    log_path: PathBuf,
-    name: String,
-}
-
-impl ControllerManager {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = self.log();
-        let lines: Vec<&str> = text.lines().collect();
-        let start = lines.len().saturating_sub(40);
-        format!(
-            "--- {} log tail ---\n{}",
-            self.name,
-            lines[start..].join("\n")
-        )
-    }
-
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited with {status}\n{}", self.name, self.log_tail());
-        }
-    }
-
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, signal).expect("signal");
-    }
-}
-
-impl Drop for ControllerManager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("{}", self.log_tail());
-        }
     }
 }
 

@@ -11,14 +11,13 @@
 mod common;
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cairn_pki::KubeconfigFile;
-use common::etcd_fixture::EtcdFixture;
-use common::{Apiserver, json, kubectl_binary};
+use common::{Apiserver, etcd_and_apiserver, json, kubectl_versions};
 
 fn manifest(namespace: &str, image: &str, extra_env: &str) -> String {
     format!(
@@ -338,42 +337,20 @@ fn credentials_are_required(server: &Apiserver) {
         );
     }
     // A bad bearer token: 401.
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-H",
-            "Authorization: Bearer abcdef.0123456789abcdef",
-            "--cacert",
-        ])
-        .arg(server.pki.cert("ca"))
-        .arg(format!(
-            "https://127.0.0.1:{}/api/v1/namespaces/default/pods",
-            server.port
-        ))
-        .output()
-        .expect("curl");
-    let status = json(&String::from_utf8_lossy(&out.stdout));
+    let status =
+        server.get_with_token("abcdef.0123456789abcdef", "/api/v1/namespaces/default/pods");
     assert_eq!(status["code"], 401, "{status}");
     assert_eq!(status["reason"], "Unauthorized", "{status}");
 }
 
 #[test]
 fn kubectl_drives_the_apiserver_on_etcd() {
-    let versions: Vec<(&str, PathBuf)> = ["1.33", "1.27"]
-        .into_iter()
-        .filter_map(|v| kubectl_binary(v).map(|b| (v, b)))
-        .collect();
+    let versions = kubectl_versions(&["1.33", "1.27"]);
     if versions.is_empty() {
         eprintln!("no kubectl.1.33 / kubectl.1.27 next to kubectl on PATH; skipping");
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let etcd = runtime.block_on(EtcdFixture::start());
-    let mut server = Apiserver::start(&etcd);
+    let (_runtime, _etcd, mut server) = etcd_and_apiserver();
     server.wait_ready(&versions[0].1);
     credentials_are_required(&server);
     for (version, kubectl) in &versions {

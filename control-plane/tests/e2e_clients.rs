@@ -24,17 +24,11 @@ use std::time::{Duration, Instant};
 
 use cairn_pki::KubeconfigFile;
 use common::etcd_fixture::EtcdFixture;
-use common::{Apiserver, json, kubectl_binary};
+use common::{Apiserver, etcd_and_apiserver, json, kubectl_binary};
 
 fn start() -> Option<(tokio::runtime::Runtime, EtcdFixture, Apiserver, PathBuf)> {
     let kubectl = kubectl_binary("1.33").or_else(|| kubectl_binary("1.27"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let etcd = runtime.block_on(EtcdFixture::start());
-    let mut server = Apiserver::start(&etcd);
+    let (runtime, etcd, mut server) = etcd_and_apiserver();
     server.wait_ready(&kubectl);
     Some((runtime, etcd, server, kubectl))
 }
@@ -381,21 +375,8 @@ fn bootstrap_tokens_expire_and_are_limited() {
         &token_secret("abcdef", "0123456789abcdef", "2000-01-01T00:00:00Z"),
     );
     server.ok(&kubectl, &["apply", "-f", expired.to_str().expect("path")]);
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-H",
-            "Authorization: Bearer abcdef.0123456789abcdef",
-            "--cacert",
-        ])
-        .arg(server.pki.cert("ca"))
-        .arg(format!(
-            "https://127.0.0.1:{}/api/v1/namespaces/default/pods",
-            server.port
-        ))
-        .output()
-        .expect("curl");
-    let status = json(&String::from_utf8_lossy(&out.stdout));
+    let status =
+        server.get_with_token("abcdef.0123456789abcdef", "/api/v1/namespaces/default/pods");
     assert_eq!(status["code"], 401, "{status}\n{}", server.log_tail());
     assert_eq!(status["reason"], "Unauthorized", "{status}");
 

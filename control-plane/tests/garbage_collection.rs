@@ -20,69 +20,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cairn_pki::KubeconfigFile;
-use common::etcd_fixture::EtcdFixture;
-use common::{Apiserver, json, kubectl_binary};
+use common::{Apiserver, ControllerManager, etcd_and_apiserver, json, kubectl_binary};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const NS: &str = "gc";
-
-/// The controller manager, killed on drop.
-struct ControllerManager {
-    child: Child,
-    log_path: PathBuf,
-}
-
-impl ControllerManager {
-    fn start(server: &Apiserver) -> Self {
-        server.localize(KubeconfigFile::ControllerManager);
-        let log_path = server.dir.path().join("controller-manager.log");
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let ca = server.pki.cert("ca");
-        let child = Command::new(env!("CARGO_BIN_EXE_control-plane"))
-            .arg("controller-manager")
-            .arg("--kubeconfig")
-            .arg(server.local_kubeconfig(KubeconfigFile::ControllerManager))
-            .arg("--cluster-signing-cert-file")
-            .arg(&ca)
-            .arg("--cluster-signing-key-file")
-            .arg(server.pki.key("ca"))
-            .arg("--root-ca-file")
-            .arg(&ca)
-            .arg("--leader-elect=false")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start control-plane controller-manager");
-        Self { child, log_path }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let start = lines.len().saturating_sub(40);
-        format!(
-            "--- controller-manager log tail ---\n{}",
-            lines[start..].join("\n")
-        )
-    }
-}
-
-impl Drop for ControllerManager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("{}", self.log_tail());
-        }
-    }
-}
 
 struct Harness<'a> {
     server: &'a Apiserver,
@@ -230,13 +176,7 @@ fn cascading_and_graceful_deletion_with_kubectl() {
         eprintln!("no kubectl.1.33 next to kubectl on PATH; skipping");
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let etcd = runtime.block_on(EtcdFixture::start());
-    let mut server = Apiserver::start(&etcd);
+    let (_runtime, _etcd, mut server) = etcd_and_apiserver();
     server.wait_ready(&kubectl);
     let h = Harness {
         server: &server,
@@ -358,7 +298,8 @@ spec:
     );
 
     // The garbage collector finishes each deletion.
-    let manager = ControllerManager::start(&server);
+    let manager =
+        ControllerManager::start(&server, "controller-manager", &["--leader-elect=false"]);
     h.wait_for(&manager, "the foreground tree to go", |h| {
         h.gone("pod", "fg-pod")?;
         h.gone("replicaset", "fg-rs")?;

@@ -33,8 +33,8 @@ use cairn_cluster::discovery::{self, DiscoveryError};
 use cairn_cluster::node::{self, Heartbeat, NodeRegistration, NodeResources};
 use cairn_cluster::tls_bootstrap::{self, TlsBootstrapError};
 use cairn_pki::{BootstrapToken, KubeconfigFile, NodeName};
-use common::Apiserver;
 use common::etcd_fixture::EtcdFixture;
+use common::{Apiserver, etcd_and_apiserver};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
@@ -59,7 +59,7 @@ struct Cluster {
 fn wait_ready(server: &mut Apiserver, admin: &KubeClient) {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if let Ok(Some(status)) = server.child.try_wait() {
+        if let Some(status) = server.exited() {
             panic!("apiserver exited with {status}\n{}", server.log_tail());
         }
         let last = admin.request("GET", "/readyz", None);
@@ -141,13 +141,7 @@ fn start() -> (tokio::runtime::Runtime, EtcdFixture, Cluster) {
         .with_env_filter("cairn_cluster=debug")
         .with_test_writer()
         .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let etcd = runtime.block_on(EtcdFixture::start());
-    let mut server = Apiserver::start(&etcd);
+    let (runtime, etcd, mut server) = etcd_and_apiserver();
     let admin = KubeClient::from_kubeconfig(&server.local_kubeconfig(KubeconfigFile::Admin))
         .expect("admin client from admin.conf");
     wait_ready(&mut server, &admin);

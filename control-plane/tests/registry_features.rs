@@ -11,8 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cairn_pki::KubeconfigFile;
-use common::etcd_fixture::EtcdFixture;
-use common::{Apiserver, json, kubectl_binary};
+use common::{Apiserver, etcd_and_apiserver, json, kubectl_binary};
 
 #[test]
 fn registry_features() {
@@ -20,13 +19,7 @@ fn registry_features() {
         eprintln!("no kubectl.1.33 / kubectl.1.27 next to kubectl on PATH; skipping");
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let etcd = runtime.block_on(EtcdFixture::start());
-    let mut server = Apiserver::start(&etcd);
+    let (_runtime, _etcd, mut server) = etcd_and_apiserver();
     server.wait_ready(&kubectl);
     rbac_writes_take_effect(&server, &kubectl);
     pod_binding(&server, &kubectl);

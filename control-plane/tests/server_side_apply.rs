@@ -17,10 +17,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::etcd_fixture::EtcdFixture;
-use common::{Apiserver, json, kubectl_binary};
+use common::{Apiserver, etcd_and_apiserver, json, kubectl_versions};
 
 fn manifest(ns: &str, labels: &str, image: &str, replicas: u32) -> String {
     format!(
@@ -302,19 +301,22 @@ fn upgrade_from_client_side_apply(server: &Apiserver, kubectl: &Path, ns: &str) 
     let first = server.write(&format!("{ns}-upgrade-1.yaml"), &version("1"));
     let second = server.write(&format!("{ns}-upgrade-2.yaml"), &version("2"));
     server.ok(kubectl, &["apply", "-f", first.to_str().expect("path")]);
-    let client_side = json(&server.ok(
-        kubectl,
-        &[
-            "get",
-            "configmap",
-            "upgraded",
-            "-n",
-            ns,
-            "-o",
-            "json",
-            "--show-managed-fields",
-        ],
-    ));
+    let read = || {
+        json(&server.ok(
+            kubectl,
+            &[
+                "get",
+                "configmap",
+                "upgraded",
+                "-n",
+                ns,
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ],
+        ))
+    };
+    let client_side = read();
     assert_eq!(
         managers(&client_side),
         [(
@@ -334,19 +336,7 @@ fn upgrade_from_client_side_apply(server: &Apiserver, kubectl: &Path, ns: &str) 
         ],
     );
     assert!(out.contains("serverside-applied"), "{out}");
-    let upgraded = json(&server.ok(
-        kubectl,
-        &[
-            "get",
-            "configmap",
-            "upgraded",
-            "-n",
-            ns,
-            "-o",
-            "json",
-            "--show-managed-fields",
-        ],
-    ));
+    let upgraded = read();
     assert_eq!(
         upgraded["data"],
         serde_json::json!({"a": "2"}),
@@ -411,21 +401,12 @@ fn apply_status(server: &Apiserver, kubectl: &Path, ns: &str) {
 
 #[test]
 fn kubectl_server_side_apply() {
-    let versions: Vec<(&str, PathBuf)> = ["1.33", "1.27"]
-        .into_iter()
-        .filter_map(|v| kubectl_binary(v).map(|b| (v, b)))
-        .collect();
+    let versions = kubectl_versions(&["1.33", "1.27"]);
     if versions.is_empty() {
         eprintln!("no kubectl.1.33 / kubectl.1.27 next to kubectl on PATH; skipping");
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let etcd = runtime.block_on(EtcdFixture::start());
-    let mut server = Apiserver::start(&etcd);
+    let (_runtime, _etcd, mut server) = etcd_and_apiserver();
     server.wait_ready(&versions[0].1);
     for (version, kubectl) in &versions {
         let ns = format!("ssa-{}", version.replace('.', ""));

@@ -16,152 +16,66 @@
 //! failing, 503s) and back (service resumes, nothing lost or half
 //! written).
 
-#[path = "../../apiserver/tests/storage_common/etcd_fixture.rs"]
-#[allow(dead_code)]
-mod etcd_fixture;
+mod common;
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use cairn_apiserver::storage::Storage as _;
+use cairn_pki::KubeconfigFile;
 use cairn_pki::kubeconfig::Kubeconfig;
-use cairn_pki::{ClusterPkiSpec, KubeconfigFile, PkiPaths};
-use etcd_fixture::EtcdFixture;
+use common::etcd_fixture::EtcdFixture;
+use common::{Apiserver, any_kubectl};
 use serde_json::{Value, json};
 
 const SERVICE_CIDR: &str = "10.97.0.0/24";
 const NODE_PORTS: &str = "30000-30999";
 
-struct Apiserver {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    port: u16,
-    pki: PkiPaths,
-    kubeconfig: PathBuf,
-    etcd_endpoint: String,
-    etcd_pki: PathBuf,
+/// The shared apiserver with this test's ranges, its kubectl, and the
+/// admin's client certificate as files for curl.
+struct Server {
+    api: Apiserver,
     kubectl: PathBuf,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn kubectl_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    for version in ["1.33", "1.27"] {
-        for dir in &dirs {
-            if let Ok(real) = std::fs::canonicalize(dir.join("kubectl"))
-                && let Some(parent) = real.parent()
-            {
-                let versioned = parent.join(format!("kubectl.{version}"));
-                if versioned.is_file() {
-                    return Some(versioned);
-                }
-            }
-        }
-    }
-    dirs.iter().map(|d| d.join("kubectl")).find(|p| p.is_file())
-}
-
-impl Apiserver {
+impl Server {
     fn start(etcd: &EtcdFixture, kubectl: PathBuf) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spec = ClusterPkiSpec::new(
-            "cp-1".parse().expect("node name"),
-            "127.0.0.1".parse().expect("ip"),
+        let api = Apiserver::start_with(
+            etcd,
+            &[
+                "--service-cluster-ip-range",
+                SERVICE_CIDR,
+                "--service-node-port-range",
+                NODE_PORTS,
+            ],
         );
-        let kubeconfigs = dir.path().join("kube");
-        let pki = PkiPaths::new(dir.path().join("pki"), Some(kubeconfigs.clone()));
-        cairn_pki::generate(&spec, &pki, time::OffsetDateTime::now_utc()).expect("generate PKI");
-        let mut server = Self {
-            child: None,
-            port: free_port(),
-            kubeconfig: kubeconfigs.join("local-admin.conf"),
-            pki,
-            dir,
-            etcd_endpoint: etcd.endpoint(),
-            etcd_pki: etcd.pki(),
-            kubectl,
-        };
-        server.write_kubeconfig_and_client_files();
-        server.spawn();
+        let server = Self { api, kubectl };
+        server.write_client_files();
         server
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("apiserver.log"))
-            .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_control-plane"))
-            .arg("apiserver")
-            .args(["--etcd-servers", &self.etcd_endpoint])
-            .arg("--etcd-cafile")
-            .arg(self.etcd_pki.join("etcd/ca.crt"))
-            .arg("--etcd-certfile")
-            .arg(self.etcd_pki.join("apiserver-etcd-client.crt"))
-            .arg("--etcd-keyfile")
-            .arg(self.etcd_pki.join("apiserver-etcd-client.key"))
-            .arg("--tls-cert-file")
-            .arg(self.pki.cert("apiserver"))
-            .arg("--tls-private-key-file")
-            .arg(self.pki.key("apiserver"))
-            .arg("--client-ca-file")
-            .arg(self.pki.cert("ca"))
-            .args(["--service-cluster-ip-range", SERVICE_CIDR])
-            .args(["--service-node-port-range", NODE_PORTS])
-            .args(["--secure-port", &self.port.to_string()])
-            .args(["--bind-address", "127.0.0.1"])
-            .args(["--advertise-address", "127.0.0.1"])
-            .env("RUST_LOG", "info,cairn_apiserver=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start control-plane apiserver");
-        self.child = Some(child);
+        self.api.spawn();
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.api.stop();
     }
 
     fn log_tail(&self) -> String {
-        let text =
-            std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let start = lines.len().saturating_sub(40);
-        format!("--- apiserver log tail ---\n{}", lines[start..].join("\n"))
+        self.api.log_tail()
     }
 
-    /// The admin kubeconfig pointed at this port, and its client
-    /// certificate and key as files for curl.
-    fn write_kubeconfig_and_client_files(&self) {
-        let path = self.pki.kubeconfig(KubeconfigFile::Admin).expect("path");
+    /// The admin's client certificate and key as files for curl.
+    fn write_client_files(&self) {
+        let path = self
+            .api
+            .pki
+            .kubeconfig(KubeconfigFile::Admin)
+            .expect("path");
         let text = std::fs::read_to_string(&path).expect("admin.conf");
-        let rewritten: Vec<String> = text
-            .lines()
-            .map(|line| {
-                let trimmed = line.trim_start();
-                if trimmed.starts_with("server:") {
-                    let indent = &line[..line.len() - trimmed.len()];
-                    format!("{indent}server: https://127.0.0.1:{}", self.port)
-                } else {
-                    line.to_owned()
-                }
-            })
-            .collect();
-        std::fs::write(&self.kubeconfig, rewritten.join("\n")).expect("write kubeconfig");
         let creds = Kubeconfig::parse(&text)
             .expect("parse admin.conf")
             .current_credentials()
@@ -171,49 +85,24 @@ impl Apiserver {
     }
 
     fn client_file(&self, ext: &str) -> PathBuf {
-        self.dir.path().join(format!("admin.{ext}"))
+        self.api.dir.path().join(format!("admin.{ext}"))
     }
 
     fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
+        format!("https://127.0.0.1:{}{path}", self.api.port)
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(["--request-timeout", "30s"])
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("run kubectl")
+        self.api
+            .kubectl_as(&self.kubectl, KubeconfigFile::Admin, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed ({}):\n{}\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.log_tail()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.api.ok(&self.kubectl, args)
     }
 
     fn fails(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            !out.status.success(),
-            "kubectl {} unexpectedly succeeded:\n{}\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            self.log_tail()
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        self.api.fails(&self.kubectl, KubeconfigFile::Admin, args)
     }
 
     fn apply(&self, name: &str, object: &Value) -> String {
@@ -227,9 +116,7 @@ impl Apiserver {
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("write file");
-        path
+        self.api.write(name, text)
     }
 
     /// curl as the admin: (HTTP status, body).
@@ -239,7 +126,7 @@ impl Apiserver {
             .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
             .args(["-X", method])
             .arg("--cacert")
-            .arg(self.pki.cert("ca"))
+            .arg(self.api.pki.cert("ca"))
             .arg("--cert")
             .arg(self.client_file("crt"))
             .arg("--key")
@@ -255,12 +142,11 @@ impl Apiserver {
         (code.trim().parse().unwrap_or(0), body.to_owned())
     }
 
+    /// Polls `/readyz` (its body too: `ok`) until it answers 200.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
+            if let Some(status) = self.api.exited() {
                 panic!("apiserver exited with {status}\n{}", self.log_tail());
             }
             let (code, body) = self.curl("GET", "/readyz", None);
@@ -273,15 +159,6 @@ impl Apiserver {
                 self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-}
-
-impl Drop for Apiserver {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            eprintln!("{}", self.log_tail());
         }
     }
 }
@@ -310,7 +187,7 @@ fn in_range(ip: &str) -> bool {
     matches!(ip, IpAddr::V4(v4) if v4.octets()[..3] == [10, 97, 0])
 }
 
-fn get_json(server: &Apiserver, args: &[&str]) -> Value {
+fn get_json(server: &Server, args: &[&str]) -> Value {
     let mut all = vec!["get"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["-o", "json"]);
@@ -320,7 +197,7 @@ fn get_json(server: &Apiserver, args: &[&str]) -> Value {
 const PORT_TAKEN: &str =
     "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated";
 
-fn services(server: &mut Apiserver) {
+fn services(server: &mut Server) {
     // The kubernetes Service holds the first address.
     let ip = server.ok(&[
         "get",
@@ -583,7 +460,7 @@ fn services(server: &mut Apiserver) {
     );
 }
 
-fn bad_requests(server: &Apiserver) {
+fn bad_requests(server: &Server) {
     let cms = "/api/v1/namespaces/default/configmaps";
     // Malformed JSON: 400.
     let path = server.write("malformed.json", "{\"apiVersion\": \"v1\", \"kind\": ");
@@ -639,7 +516,7 @@ fn bad_requests(server: &Apiserver) {
     assert!(err.contains("spec.ports[0].port"), "{err}");
 }
 
-fn compacted_watch(server: &Apiserver, runtime: &tokio::runtime::Runtime, etcd: &EtcdFixture) {
+fn compacted_watch(server: &Server, runtime: &tokio::runtime::Runtime, etcd: &EtcdFixture) {
     server.apply(
         "w.json",
         &json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -695,7 +572,7 @@ fn compacted_watch(server: &Apiserver, runtime: &tokio::runtime::Runtime, etcd: 
     assert_eq!(event["object"]["code"], 410, "{out}");
 }
 
-fn etcd_outage(server: &Apiserver, runtime: &tokio::runtime::Runtime, etcd: &mut EtcdFixture) {
+fn etcd_outage(server: &Server, runtime: &tokio::runtime::Runtime, etcd: &mut EtcdFixture) {
     let cms = "/api/v1/namespaces/default/configmaps";
     let object = |name: &str, n: usize| {
         json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -782,7 +659,7 @@ fn etcd_outage(server: &Apiserver, runtime: &tokio::runtime::Runtime, etcd: &mut
     );
 }
 
-fn wait_readyz(server: &Apiserver, ok: bool, within: Duration) {
+fn wait_readyz(server: &Server, ok: bool, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let (code, body) = server.curl("GET", "/readyz", None);
@@ -804,7 +681,7 @@ fn wait_readyz(server: &Apiserver, ok: bool, within: Duration) {
 
 /// etcd hangs (SIGSTOP) instead of dying: readiness fails, requests get
 /// 503, a write in flight lands whole or not at all once etcd continues.
-fn etcd_paused(server: &Apiserver, etcd: &EtcdFixture) {
+fn etcd_paused(server: &Server, etcd: &EtcdFixture) {
     let cms = "/api/v1/namespaces/default/configmaps";
     let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "inflight", "namespace": "default"},
@@ -835,17 +712,13 @@ fn etcd_paused(server: &Apiserver, etcd: &EtcdFixture) {
 
 #[test]
 fn service_allocation_and_failure_answers() {
-    let Some(kubectl) = kubectl_binary() else {
+    let Some(kubectl) = any_kubectl() else {
         eprintln!("no kubectl on PATH; skipping");
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = common::runtime();
     let mut etcd = runtime.block_on(EtcdFixture::start());
-    let mut server = Apiserver::start(&etcd, kubectl);
+    let mut server = Server::start(&etcd, kubectl);
     server.wait_ready();
     services(&mut server);
     bad_requests(&server);

@@ -23,8 +23,7 @@ use std::sync::OnceLock;
 
 use cairn_cluster::client::{Credentials, KubeClient, ServerTrust};
 use cairn_pki::KubeconfigFile;
-use common::etcd_fixture::EtcdFixture;
-use common::{Apiserver, json, kubectl_binary};
+use common::{Apiserver, etcd_and_apiserver, json, kubectl_binary};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -214,12 +213,7 @@ fn token_create_list_delete_against_a_real_apiserver() {
     // Build before starting servers so a slow build does not eat their
     // timeouts.
     let _ = bootstrap_binary();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let etcd = runtime.block_on(EtcdFixture::start());
-    let mut server = Apiserver::start(&etcd);
+    let (_runtime, etcd, mut server) = etcd_and_apiserver();
     server.wait_ready(&kubectl);
     let admin_conf = server.local_kubeconfig(KubeconfigFile::Admin);
     let admin = KubeClient::from_kubeconfig(&admin_conf).expect("admin client");

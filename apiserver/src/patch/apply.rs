@@ -428,6 +428,34 @@ mod tests {
             .collect()
     }
 
+    /// `.spec.template.spec.containers[name="web"].image`.
+    fn image_path() -> Vec<PathElement> {
+        vec![
+            PathElement::field("spec"),
+            PathElement::field("template"),
+            PathElement::field("spec"),
+            PathElement::field("containers"),
+            PathElement::key_of(&json!({"name": "web"}), &["name".to_owned()]).expect("key"),
+            PathElement::field("image"),
+        ]
+    }
+
+    /// `live` after `kubectl scale --replicas=5`: an Update through the
+    /// scale subresource.
+    fn scaled_to_five(live: &Value) -> Value {
+        let mut scaled = live.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        record_update(
+            Some(live),
+            &mut scaled,
+            Requested::Keep,
+            &writer("kubectl", Operation::Update, "scale"),
+            schema(),
+            &["status"],
+        );
+        scaled
+    }
+
     #[test]
     fn create_then_reapply_is_a_no_op() {
         let first = apply(
@@ -527,16 +555,7 @@ mod tests {
         )
         .expect("create");
         // A scale through the scale subresource, recorded as an Update.
-        let mut scaled = live.clone();
-        scaled["spec"]["replicas"] = json!(5);
-        record_update(
-            Some(&live),
-            &mut scaled,
-            Requested::Keep,
-            &writer("kubectl", Operation::Update, "scale"),
-            schema(),
-            &["status"],
-        );
+        let scaled = scaled_to_five(&live);
         assert_eq!(
             managers(&scaled),
             vec!["kubectl/Apply/", "kubectl/Update/scale"]
@@ -582,14 +601,7 @@ mod tests {
             &["status"],
         );
         let managed = ManagedFields::of_object(Some(&edited));
-        let image = [
-            PathElement::field("spec"),
-            PathElement::field("template"),
-            PathElement::field("spec"),
-            PathElement::field("containers"),
-            PathElement::key_of(&json!({"name": "web"}), &["name".to_owned()]).expect("key"),
-            PathElement::field("image"),
-        ];
+        let image = image_path();
         let owner: Vec<&str> = managed
             .entries
             .iter()
@@ -674,14 +686,7 @@ mod tests {
             upgraded["spec"]["template"]["spec"]["containers"][0]["image"],
             "nginx:2"
         );
-        let image = [
-            PathElement::field("spec"),
-            PathElement::field("template"),
-            PathElement::field("spec"),
-            PathElement::field("containers"),
-            PathElement::key_of(&json!({"name": "web"}), &["name".to_owned()]).expect("key"),
-            PathElement::field("image"),
-        ];
+        let image = image_path();
         let owners: Vec<String> = ManagedFields::of_object(Some(&upgraded))
             .entries
             .iter()
@@ -700,16 +705,7 @@ mod tests {
         let live = client_side_applied(&config(json!({"app": "web"}), "nginx:1", Some(2)));
         // A scale after the client-side apply: replicas no longer match
         // the annotation.
-        let mut scaled = live.clone();
-        scaled["spec"]["replicas"] = json!(5);
-        record_update(
-            Some(&live),
-            &mut scaled,
-            Requested::Keep,
-            &writer("kubectl", Operation::Update, "scale"),
-            schema(),
-            &["status"],
-        );
+        let scaled = scaled_to_five(&live);
         let changed = config(json!({"app": "web"}), "nginx:2", Some(3));
         let err = apply(Some(&scaled), &changed, "kubectl", false).expect_err("conflict");
         let ApplyError::Conflicts(conflicts) = &err else {

@@ -2178,11 +2178,42 @@ mod apply_tests {
         );
     }
 
+    const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+    fn web_deployment(replicas: i64) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "nginx"}]}
+                }
+            }
+        })
+    }
+
+    /// Deployment `web` with one replica, applied by `deployer`.
+    async fn create_web(registry: &Registry) {
+        let (status, body) = call(
+            registry,
+            "PATCH",
+            &format!("{DEPLOYMENTS}/web"),
+            "fieldManager=deployer",
+            BodyType::ApplyPatch,
+            Some(web_deployment(1)),
+        )
+        .await;
+        assert_eq!(status, 201, "creating web by apply: {body}");
+    }
+
     #[tokio::test]
     async fn write_options_are_validated_as_kube_does() {
         let registry = setup().await;
         let path = format!("{CONFIG_MAPS}/cm");
-        call(
+        let (status, created) = call(
             &registry,
             "POST",
             CONFIG_MAPS,
@@ -2191,6 +2222,7 @@ mod apply_tests {
             Some(config_map("1")),
         )
         .await;
+        assert_eq!(status, 201, "{created}");
         // `force` belongs to apply; any value of it on another patch is refused.
         for force in ["true", "false"] {
             let (status, body) = call(
@@ -2282,23 +2314,14 @@ mod apply_tests {
     #[tokio::test]
     async fn status_is_applied_through_its_subresource() {
         let registry = setup().await;
-        let deployments = "/apis/apps/v1/namespaces/default/deployments";
+        // What the status applier sends: labels and spec it cannot write.
         let deployment = |replicas: i64, observed: i64| {
-            json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "web", "labels": {"via": "status"}},
-                "spec": {
-                    "replicas": replicas,
-                    "selector": {"matchLabels": {"app": "web"}},
-                    "template": {
-                        "metadata": {"labels": {"app": "web"}},
-                        "spec": {"containers": [{"name": "web", "image": "nginx"}]}
-                    }
-                },
-                "status": {"observedGeneration": observed}
-            })
+            let mut deployment = web_deployment(replicas);
+            deployment["metadata"]["labels"] = json!({"via": "status"});
+            deployment["status"] = json!({"observedGeneration": observed});
+            deployment
         };
-        let status_path = format!("{deployments}/web/status");
+        let status_path = format!("{DEPLOYMENTS}/web/status");
         let (status, body) = call(
             &registry,
             "PATCH",
@@ -2310,23 +2333,7 @@ mod apply_tests {
         .await;
         assert_eq!(status, 404, "status apply does not create: {body}");
 
-        let mut created = deployment(1, 0);
-        if let Some(object) = created.as_object_mut() {
-            object.remove("status");
-        }
-        if let Some(meta) = created["metadata"].as_object_mut() {
-            meta.remove("labels");
-        }
-        let (status, body) = call(
-            &registry,
-            "PATCH",
-            &format!("{deployments}/web"),
-            "fieldManager=deployer",
-            BodyType::ApplyPatch,
-            Some(created),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
+        create_web(&registry).await;
 
         let (status, applied) = call(
             &registry,
@@ -2365,30 +2372,8 @@ mod apply_tests {
     #[tokio::test]
     async fn replicas_are_applied_through_scale() {
         let registry = setup().await;
-        let deployments = "/apis/apps/v1/namespaces/default/deployments";
-        let deployment = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "nginx"}]}
-                }
-            }
-        });
-        let (status, body) = call(
-            &registry,
-            "PATCH",
-            &format!("{deployments}/web"),
-            "fieldManager=deployer",
-            BodyType::ApplyPatch,
-            Some(deployment),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
-        let scale_path = format!("{deployments}/web/scale");
+        create_web(&registry).await;
+        let scale_path = format!("{DEPLOYMENTS}/web/scale");
         let scale = |replicas: i64| {
             json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
                    "metadata": {"name": "web"}, "spec": {"replicas": replicas}})
@@ -2419,7 +2404,7 @@ mod apply_tests {
         let (_, stored) = call(
             &registry,
             "GET",
-            &format!("{deployments}/web"),
+            &format!("{DEPLOYMENTS}/web"),
             "",
             BodyType::Empty,
             None,

@@ -667,6 +667,17 @@ mod tests {
         meta
     }
 
+    /// The owners a ReplicaSet still names; panics when it was deleted.
+    fn owner_names(api: &FakeApi, replica_set: &str) -> Vec<String> {
+        api.object(&replicasets(), "default", replica_set)
+            .unwrap_or_else(|| panic!("{replica_set} was deleted, expected it kept"))
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    }
+
     /// One pass, at a time late enough not to be skipped.
     fn pass(gc: &mut GarbageCollector, api: &FakeApi) -> Option<OffsetDateTime> {
         let now = gc
@@ -823,16 +834,7 @@ mod tests {
             ),
         );
         run(&api, 5);
-        let shared = api
-            .object(&replicasets(), "default", "shared")
-            .expect("kept by its other owner");
-        let owners: Vec<_> = shared
-            .owner_references
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
-        assert_eq!(owners, ["other"]);
+        assert_eq!(owner_names(&api, "shared"), ["other"]);
         assert!(api.object(&deployments(), "default", "web").is_none());
     }
 
@@ -853,16 +855,11 @@ mod tests {
         // A concurrent writer wins first: the swap is retried on a fresh read.
         api.conflict_metadata_updates(1);
         run(&api, 5);
-        let shared = api
-            .object(&replicasets(), "default", "shared")
-            .expect("kept by its live owner");
-        let owners: Vec<_> = shared
-            .owner_references
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
-        assert_eq!(owners, ["alive"], "only the live owner's reference stays");
+        assert_eq!(
+            owner_names(&api, "shared"),
+            ["alive"],
+            "only the live owner's reference stays"
+        );
         assert!(api.deletes().is_empty(), "{:?}", api.deletes());
     }
 
