@@ -776,6 +776,34 @@ impl Op<'_> {
             .await
     }
 
+    /// The last step of a read-modify-write retry loop (patch, apply): an
+    /// object equal to the stored one is not written (no new
+    /// resourceVersion, as in kube), a dry run only allocates, anything
+    /// else is committed against `mod_revision`. `Ok(None)`: another write
+    /// came first; read again.
+    async fn write_if_changed(
+        &self,
+        name: &str,
+        object: Value,
+        current: Value,
+        mod_revision: i64,
+    ) -> Result<Option<Value>, ApiError> {
+        if object == current {
+            return Ok(Some(current));
+        }
+        if self.query.dry_run {
+            return Ok(Some(self.dry_run_allocations(object, &current).await?));
+        }
+        match self
+            .commit_allocating(name, object, &current, mod_revision)
+            .await
+        {
+            Ok(object) => Ok(Some(object)),
+            Err(CommitError::Storage(e)) if e.is_conflict() => Ok(None),
+            Err(e) => Err(e.into_api(self, name)),
+        }
+    }
+
     fn check_kind(&self, object: &Value) -> Result<(), ApiError> {
         let desc = self.desc;
         let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -1093,21 +1121,11 @@ impl Op<'_> {
                 requested_ownership,
                 subresource_of(part),
             );
-            // A patch that changes nothing is not written (no new
-            // resourceVersion), as in kube.
-            if object == current {
-                return Ok(ok(current));
-            }
-            if self.query.dry_run {
-                return Ok(ok(self.dry_run_allocations(object, &current).await?));
-            }
-            match self
-                .commit_allocating(name, object, &current, kv.mod_revision)
-                .await
+            if let Some(written) = self
+                .write_if_changed(name, object, current, kv.mod_revision)
+                .await?
             {
-                Ok(object) => return Ok(ok(object)),
-                Err(CommitError::Storage(e)) if e.is_conflict() => continue,
-                Err(e) => return Err(e.into_api(self, name)),
+                return Ok(ok(written));
             }
         }
         Err(ApiError::conflict(
@@ -1264,19 +1282,11 @@ impl Op<'_> {
             self.admit(&mut object, Some(&current))?;
             // Defaults filled in after the merge belong to nobody.
             managed.store_in(&mut object);
-            if object == current {
-                return Ok(answer(current));
-            }
-            if self.query.dry_run {
-                return Ok(answer(self.dry_run_allocations(object, &current).await?));
-            }
-            match self
-                .commit_allocating(name, object, &current, kv.mod_revision)
-                .await
+            if let Some(written) = self
+                .write_if_changed(name, object, current, kv.mod_revision)
+                .await?
             {
-                Ok(object) => return Ok(answer(object)),
-                Err(CommitError::Storage(e)) if e.is_conflict() => continue,
-                Err(e) => return Err(e.into_api(self, name)),
+                return Ok(answer(written));
             }
         }
         Err(ApiError::conflict(

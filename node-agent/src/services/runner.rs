@@ -334,36 +334,33 @@ fn stopping_event(shared: &Shared, log: &ServiceLog, name: &str, signal: Signal)
 /// after `stop_timeout`) without marking the service stopping, so its
 /// restart policy starts it again.
 pub(super) fn terminate_for_restart(shared: &Shared, name: &str) {
-    let (process, log, stop_timeout) = {
-        let table = shared.lock();
-        match table.services.get(name) {
-            Some(entry) => (
-                entry.process.clone(),
-                entry.log.clone(),
-                entry.spec.stop_timeout,
-            ),
-            None => return,
-        }
-    };
-    if let Some(process) = process {
+    if let Some((Some(process), log, stop_timeout)) = current_process(shared, name) {
         terminate(shared, &log, name, &process, stop_timeout);
     }
+}
+
+/// The service's running process (if any), its log and its stop timeout;
+/// `None` for an unknown service.
+fn current_process(
+    shared: &Shared,
+    name: &str,
+) -> Option<(Option<Process>, Arc<ServiceLog>, Duration)> {
+    let table = shared.lock();
+    table.services.get(name).map(|entry| {
+        (
+            entry.process.clone(),
+            entry.log.clone(),
+            entry.spec.stop_timeout,
+        )
+    })
 }
 
 /// `stop_all`'s step for one service (already marked stopping): terminate
 /// its process within `deadline` and wait until its thread has recorded
 /// the end. Returns whether it is stopped.
 pub(super) fn stop(shared: &Shared, name: &str, deadline: Instant) -> bool {
-    let (process, log, stop_timeout) = {
-        let table = shared.lock();
-        match table.services.get(name) {
-            Some(entry) => (
-                entry.process.clone(),
-                entry.log.clone(),
-                entry.spec.stop_timeout,
-            ),
-            None => return true,
-        }
+    let Some((process, log, stop_timeout)) = current_process(shared, name) else {
+        return true;
     };
     if let Some(process) = process {
         let left = deadline.saturating_duration_since(Instant::now());
